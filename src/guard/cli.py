@@ -1,0 +1,97 @@
+"""The `guard` command line: one entry point for the service, the checks and the demo.
+
+Exit codes follow one convention across commands: 0 success, 1 a negative answer (e.g. a
+frozen app for `gate`), 2 bad input (config, rules, arguments) or an error the caller must
+look at.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from guard import __version__
+from guard.config.check import check as run_check
+from guard.core.rules import rule_json_schema
+
+EXIT_BAD_INPUT = 2
+DEFAULT_CONFIG = "/etc/deploy-guard/config.yaml"
+
+
+class _Group(click.Group):
+    """Usage errors exit 2 (click's default too); keep it explicit for scripts."""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="guard")
+def main() -> None:
+    """Deploy Guard: automated deploy guard for Google Cloud Run."""
+
+
+@main.command()
+@click.argument(
+    "config",
+    required=False,
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="GUARD_CONFIG",
+    default=DEFAULT_CONFIG,
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+def check(config: Path, as_json: bool) -> None:
+    """Validate CONFIG (default $GUARD_CONFIG or /etc/deploy-guard/config.yaml) and its rules.
+
+    Reports every problem at once as FILE:LINE:COLUMN: FIELD: WHAT and exits 2 if any;
+    exits 0 when the configuration and rules are valid.
+    """
+    result = run_check(config)
+    if as_json:
+        doc = {
+            "ok": result.ok,
+            "problems": [
+                {
+                    "file": p.file,
+                    "line": p.line,
+                    "column": p.column,
+                    "path": p.path,
+                    "message": p.message,
+                }
+                for p in result.problems
+            ],
+            "apps": sorted(result.config.apps) if result.config else [],
+            "rules": sorted(result.rules),
+        }
+        click.echo(json.dumps(doc, indent=2))
+    elif result.ok and result.config is not None:
+        apps = ", ".join(
+            f"{name} ({len(app.services)} services)" for name, app in result.config.apps.items()
+        )
+        click.echo(f"{config}: OK: apps {apps}; rules {', '.join(sorted(result.rules))}")
+    else:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(result.problems)} problem(s) found", err=True)
+    if not result.ok:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of a rule file (the committed schema/guardrule.schema.json)."""
+    click.echo(json.dumps(rule_json_schema(), indent=2, sort_keys=True))
+
+
+@main.command()
+def demo() -> None:
+    """Play the runbook's worst case on the local fake Google Cloud (no account needed)."""
+    click.echo(
+        "guard demo is not built yet: it arrives with the end-to-end issue (#9).\n"
+        "What works today: `guard check config/pegasus.yaml` validates the runbook's own\n"
+        "system, and `make test` runs the test suite.",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

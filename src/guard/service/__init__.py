@@ -1,0 +1,1 @@
+"""The long-running service: scheduler, watchers, responder, HTTP API, metrics."""

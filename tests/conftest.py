@@ -1,0 +1,61 @@
+"""Test-suite policy shared by every test: real PostgreSQL or a loud skip.
+
+Tests marked `postgres` use the real server at GUARD_TEST_POSTGRES_URL (default
+127.0.0.1:5432, trust auth). On a developer machine without one they are skipped, and the
+run ends with a line saying exactly what was skipped; in CI (GUARD_REQUIRE_POSTGRES=1) an
+unreachable server fails the run instead, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+POSTGRES_URL = os.environ.get(
+    "GUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+_skipped_postgres: list[str] = []
+
+
+def _postgres_reachable() -> bool:
+    parts = urlsplit(POSTGRES_URL)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = [item for item in items if item.get_closest_marker("postgres")]
+    if not wanted or _postgres_reachable():
+        return
+    if os.environ.get("GUARD_REQUIRE_POSTGRES") == "1":
+        raise pytest.UsageError(
+            f"PostgreSQL is required (GUARD_REQUIRE_POSTGRES=1) but {POSTGRES_URL} is not "
+            f"reachable; {len(wanted)} test(s) need it"
+        )
+    skip = pytest.mark.skip(reason=f"no PostgreSQL at {POSTGRES_URL}")
+    for item in wanted:
+        item.add_marker(skip)
+        _skipped_postgres.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skipped_postgres:
+        terminalreporter.write_line(
+            f"SKIPPED {len(_skipped_postgres)} PostgreSQL test(s): no server at {POSTGRES_URL}. "
+            "Start one (or set GUARD_TEST_POSTGRES_URL) to run them.",
+            yellow=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The real PostgreSQL server the `postgres`-marked tests use."""
+    return POSTGRES_URL
