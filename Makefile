@@ -29,6 +29,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
+	$(BIN)/mypy tools/errortexts
 	$(BIN)/lint-imports --no-logo
 
 lock: install

@@ -51,15 +51,21 @@ def _is_proto_plus(cls: type) -> bool:
 
 
 def _deserializer(cls: type) -> Callable[[bytes], Any]:
-    if _is_proto_plus(cls):
-        return cls.deserialize  # type: ignore[attr-defined,no-any-return]
-    return cls.FromString  # type: ignore[attr-defined,no-any-return]
+    name = "deserialize" if _is_proto_plus(cls) else "FromString"
+    fn: Callable[[bytes], Any] = getattr(cls, name)
+    return fn
 
 
 def _serializer(cls: type) -> Callable[[Any], bytes]:
     if _is_proto_plus(cls):
-        return cls.serialize  # type: ignore[attr-defined,no-any-return]
-    return lambda m: m.SerializeToString()  # type: ignore[no-any-return]
+        fn: Callable[[Any], bytes] = getattr(cls, "serialize")  # noqa: B009 - typed lookup
+        return fn
+
+    def serialize(msg: Any) -> bytes:
+        data: bytes = msg.SerializeToString()
+        return data
+
+    return serialize
 
 
 class _StubRecorder:
@@ -99,13 +105,14 @@ def _owner(fn: Any, path: str, *, request: bool) -> type | None:
         desc = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(method)
     except KeyError:
         return None  # e.g. IAM mix-ins on a proto-plus service: not served by the fake
-    return message_factory.GetMessageClass(desc.input_type if request else desc.output_type)
+    found: type = message_factory.GetMessageClass(desc.input_type if request else desc.output_type)
+    return found
 
 
 def discover(transport_cls: type) -> dict[str, RpcMethod]:
     """The RPCs a client library's gRPC transport class can call, by RPC name."""
     recorder = _StubRecorder()
-    transport = transport_cls.__new__(transport_cls)
+    transport: Any = object.__new__(transport_cls)
     transport._stubs = {}
     transport._grpc_channel = recorder
     transport._logged_channel = recorder

@@ -1,0 +1,1 @@
+"""Checks of the committed fixtures against their sources of truth."""

@@ -1,0 +1,1 @@
+"""The Pegasus Django project (the Django edition of the team's backend; a fixture)."""
