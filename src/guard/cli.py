@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from guard import __version__
+from guard.cli_classify import classify_command
 from guard.config.check import check as run_check
 from guard.core.rules import rule_json_schema
 
@@ -92,6 +93,8 @@ def demo() -> None:
         "system, and `make test` runs the test suite.",
     )
 
+
+main.add_command(classify_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

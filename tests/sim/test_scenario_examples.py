@@ -124,7 +124,8 @@ def test_failed_start_writes_the_crash_line_by_line_and_the_platform_entries() -
     ]
     texts = [e.text_payload for e in new if e.text_payload]
     crash = error_texts()["psycopg3-runner-crash-002_users_created_at-duplicate-column"].text
-    assert [t for t in texts if t != "Container called exit(1)."] == [
+    assert "Applying migration backend/migrations/002_users_created_at.sql" in texts[0]
+    assert [t for t in texts[1:] if t != "Container called exit(1)."] == [
         line for line in crash.splitlines() if line.strip()
     ]
     assert "Container called exit(1)." in texts
