@@ -22,11 +22,7 @@ EXIT_BAD_INPUT = 2
 DEFAULT_CONFIG = "/etc/deploy-guard/config.yaml"
 
 
-class _Group(click.Group):
-    """Usage errors exit 2 (click's default too); keep it explicit for scripts."""
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="guard")
 def main() -> None:
     """Deploy Guard: automated deploy guard for Google Cloud Run."""

@@ -37,24 +37,10 @@ from guard.sim.scenario_model import Scenario
 from guard.sim.server import FakeCloud
 from guard.sim.world import World
 
+from ..support.guarded import VirtualTimer
+
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 P, R = "delta-student-486911-n5", "europe-west1"
-
-
-class VirtualTimer:
-    """The log source's time on the scenario's virtual clock (advanced by the test)."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-
-    def now(self) -> Any:
-        return self.clock.now()
-
-    async def sleep(self, seconds: float) -> None:
-        target = self.clock.elapsed() + seconds
-        await asyncio.sleep(0)  # always yield, as asyncio.sleep does
-        while self.clock.elapsed() < target:  # noqa: ASYNC110 - another thread moves it
-            await asyncio.sleep(0.001)
 
 
 def load(name: str) -> ScenarioEngine:

@@ -19,7 +19,7 @@ import grpc
 from google.protobuf import descriptor_pool, message, message_factory
 
 from guard.sim.clock import SimClock
-from guard.sim.faults import CANONICAL_CODES, FakeCloudError, FaultInjector
+from guard.sim.faults import CANONICAL_CODES, FakeCloudError, FaultInjector, Injection
 from guard.sim.record import CallRecorder
 
 _KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
@@ -197,25 +197,25 @@ def _wrap(
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     streams_out = rpc.kind in ("unary_stream", "stream_stream")
 
-    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+    def admit(context: grpc.ServicerContext) -> Injection:
+        """Count the call, then apply its injected latency and error (if any)."""
         recorder.count(api, rpc.name)
         injection = faults.decide(api, rpc.name, clock.elapsed())
         if injection.latency:
             time.sleep(injection.latency)
         if injection.error is not None:
             context.abort(grpc_code(injection.error.code), injection.error.message)
+        return injection
+
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        admit(context)
         try:
             return fn(request, context)
         except FakeCloudError as err:
             context.abort(grpc_code(err.code), err.message)
 
     def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        recorder.count(api, rpc.name)
-        injection = faults.decide(api, rpc.name, clock.elapsed())
-        if injection.latency:
-            time.sleep(injection.latency)
-        if injection.error is not None:
-            context.abort(grpc_code(injection.error.code), injection.error.message)
+        injection = admit(context)
         try:
             for sent, response in enumerate(fn(request, context)):
                 if injection.drop_after is not None and sent >= injection.drop_after:
