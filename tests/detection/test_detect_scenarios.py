@@ -94,3 +94,21 @@ async def test_no_verdict_on_healthy_or_quiet_deploys(name: str) -> None:
     g = await fired_in(name, 15 * 60)
     assert g.fired() == []
     assert g.detector.deploys_seen, "the deploy itself was seen"
+
+
+async def test_canary_5xx_only_is_caught_from_request_logs() -> None:
+    g = await fired_in("canary-5xx-only", 4 * 60)
+    [(t, rule, revision, verdict)] = g.fired()
+    assert (rule, revision) == ("error-rate", "pegasus-api-00081-new")
+    # Ready (20% of traffic) at 130 s. Monitoring alone fires at 300 s here (its first point
+    # of the canary shows 120 s after its 60 s period ends). The request logs need about ten
+    # canary 5xx entries (at most a third of the entries should be the canary's, ~90% are):
+    # ~30 s at 4 rps x 8%, then up to one 10 s poll to fold them; this seed fires at 180 s.
+    ready = 120 + 10
+    assert t <= ready + 60
+    assert t <= 300 - 2 * 60  # two minutes or more before Monitoring could
+    text = " ".join(r.text for r in verdict.reasons)
+    assert "request logs:" in text
+    assert "5xx entries from the new revision at 20% traffic share" in text
+    assert verdict.evidence[0].data["test"] == "requestLog"
+    assert verdict.deploy.traffic_percent == 20

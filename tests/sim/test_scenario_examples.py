@@ -32,6 +32,7 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     "trigger3-error-rate": set(),
     "failed-start": set(),  # its crash arrives one line per entry: checked below
     "canary": {"schema_mismatch"},
+    "canary-5xx-only": set(),
     "benign": set(),
     "low-traffic-noisy": set(),
     "worker-breaks": {"migration_failure", "schema_mismatch"},

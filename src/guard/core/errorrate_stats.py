@@ -34,11 +34,13 @@ def _log_mean_exp(logs: Iterable[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values)) + _LOG_WEIGHT
 
 
-def paired_log_lr(periods: Iterable[tuple[int, int, int, int]], ratio: float) -> float:
+def paired_log_lr(periods: Iterable[tuple[float, int, float, int]], ratio: float) -> float:
     """ln of the mixture likelihood ratio against "new rate ≤ `ratio` x baseline rate".
 
     `periods` holds, per aligned period in which both revisions were counted,
-    (new_total, new_errors, base_total, base_errors). Given the period's total 5xx count
+    (new_total, new_errors, base_total, base_errors). Only the ratio of the two totals
+    matters, so they may be exposures instead of counts: traffic shares (0.2, 0.8) serve
+    the request-log test (`guard.core.requestlog`). Given the period's total 5xx count
     k, the new revision's share of it is Binomial(k, theta) with theta = rho*n / (rho*n + b),
     rho the true rate ratio (errors as Poisson counts of the requests each revision served).
     The null's boundary is theta0 = ratio*n / (ratio*n + b); each alternative is

@@ -199,3 +199,5 @@ class Incident:
     rules: tuple[str, ...] = ()
     migration_file: str | None = None
     reverted_to: str | None = None
+    file_source: str | None = None  # "text" (named in a log) or "blame" (newest migration)
+    dry_run: bool = False

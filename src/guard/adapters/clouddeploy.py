@@ -1,0 +1,140 @@
+"""Cloud Deploy for the guard: the freeze is a suspended delivery pipeline.
+
+A suspended pipeline blocks new releases, rollouts, promote, rollback and approve (rollouts
+already running complete), which is exactly the freeze the runbook asks for while traffic is
+reverted through the Cloud Run API. Suspending is UpdateDeliveryPipeline with
+`suspended=true` and update mask `suspended` (only that field, so nothing else a human set is
+overwritten); it is a long-running operation and the pipeline reads as suspended only once
+the operation completes, so the result is verified by reading the pipeline again. Both
+directions are idempotent (already in the wanted state: no write), so a guard restarting
+after a crash can simply ask again. Failures are results with the canonical code; transient
+errors are retried a bounded number of times (see `guard.adapters.cloudrun_write.Caller`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import partial
+
+from google.api_core import exceptions
+from google.cloud import deploy_v1
+
+from guard.adapters.cloudrun import CallCounter, code_of
+from guard.adapters.cloudrun_write import TRANSIENT, Caller, Sleep, wait_operation
+from guard.adapters.google_clients import GoogleClients
+
+
+@dataclass(frozen=True, slots=True)
+class SuspendResult:
+    """What a (un)suspend did, or in a dry run would do."""
+
+    ok: bool
+    code: str  # "OK" or a canonical code
+    message: str
+    pipeline: str
+    suspended: bool | None  # as read last; None when it could not be read
+    operation: str = ""
+    wrote: bool = False
+    dry_run: bool = False
+
+
+class CloudDeploy:
+    """Suspends and resumes Cloud Deploy delivery pipelines (full resource names)."""
+
+    def __init__(
+        self,
+        clients: GoogleClients,
+        *,
+        on_call: CallCounter | None = None,
+        op_timeout: float = 60.0,
+        poll: float = 1.0,
+        call_timeout: float = 10.0,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._clients = clients
+        self.op_timeout, self.poll, self.call_timeout = op_timeout, poll, call_timeout
+        self._caller = Caller(on_call, attempts=attempts, backoff=backoff, sleep=sleep)
+
+    async def suspend(self, pipeline_name: str, *, dry_run: bool = False) -> SuspendResult:
+        """Freeze the pipeline: no new release or rollout goes out until it is resumed."""
+        return await self._set(pipeline_name, True, dry_run)
+
+    async def resume(self, pipeline_name: str, *, dry_run: bool = False) -> SuspendResult:
+        """Lift the freeze (when humans clear it)."""
+        return await self._set(pipeline_name, False, dry_run)
+
+    async def is_suspended(self, pipeline_name: str) -> bool:
+        return bool((await self._get(pipeline_name)).suspended)
+
+    async def _set(self, name: str, suspended: bool, dry_run: bool) -> SuspendResult:
+        verb = "suspended" if suspended else "resumed"
+        state: bool | None = None
+        try:
+            pipeline = await self._get(name)
+            state = bool(pipeline.suspended)
+            if state == suspended:
+                return SuspendResult(True, "OK", f"already {verb}: nothing to write", name, state)
+            if dry_run:
+                message = f"dry run: would mark the pipeline {verb}"
+                return SuspendResult(True, "OK", message, name, state, dry_run=True)
+            operation = await self._write(name, pipeline, suspended)
+            code, message = "OK", ""
+            if operation:
+                client = self._clients.deploy_async()
+                code, message = await wait_operation(
+                    self._caller,
+                    client.get_operation,
+                    operation,
+                    limit=self.op_timeout,
+                    poll=self.poll,
+                )
+            state = bool((await self._get(name)).suspended)
+        except exceptions.GoogleAPICallError as err:
+            return SuspendResult(False, code_of(err), err.message or str(err), name, state)
+        if code == "OK" and state != suspended:
+            code, message = "UNVERIFIED", f"the pipeline reads suspended={state} after the update"
+        message = message or f"pipeline {verb}"
+        return SuspendResult(code == "OK", code, message, name, state, operation, wrote=True)
+
+    async def _write(self, name: str, pipeline: deploy_v1.DeliveryPipeline, suspended: bool) -> str:
+        """The UpdateDeliveryPipeline; its operation's name, or "" if a retried call landed."""
+        client = self._clients.deploy_async()
+        for attempt in range(1, self._caller.attempts + 1):
+            if attempt > 1:
+                pipeline = await self._get(name)
+                if bool(pipeline.suspended) == suspended:
+                    return ""
+            request = deploy_v1.UpdateDeliveryPipelineRequest(
+                delivery_pipeline=deploy_v1.DeliveryPipeline(
+                    name=name, suspended=suspended, etag=pipeline.etag
+                ),
+                update_mask={"paths": ["suspended"]},
+            )
+            call = partial(
+                client.update_delivery_pipeline,
+                request=request,
+                retry=None,
+                timeout=self.call_timeout,
+            )
+            try:
+                op = await self._caller.once("UpdateDeliveryPipeline", call)
+            except exceptions.GoogleAPICallError as err:
+                if code_of(err) not in TRANSIENT or attempt == self._caller.attempts:
+                    raise
+                await self._caller.pause(attempt)
+                continue
+            return str(op.operation.name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get(self, name: str) -> deploy_v1.DeliveryPipeline:
+        client = self._clients.deploy_async()
+        get = partial(
+            client.get_delivery_pipeline, name=name, retry=None, timeout=self.call_timeout
+        )
+        pipeline: deploy_v1.DeliveryPipeline = await self._caller.retried(
+            "GetDeliveryPipeline", get
+        )
+        return pipeline
