@@ -191,3 +191,18 @@ async def test_two_responders_on_one_store_act_once(store: SqlStore) -> None:
         [incident] = store.incidents()
         assert incident.state is IncidentState.RESOLVED
         assert len(store.actions(incident.id)) == 4
+
+
+async def test_operator_lock_a_human_split_is_never_undone(store: SqlStore) -> None:
+    async with Responded("human-split", store) as r:
+        await r.respond_until(8 * 60)
+        [incident] = store.incidents()
+        assert r.guard_writes("UpdateService") == []  # the guard never touched traffic
+        assert r.engine.world.run.serving_split("pegasus-api") == {
+            "pegasus-api-00100-old": 50,
+            "pegasus-api-00101-new": 50,
+        }
+        page = next(a for a in store.actions(incident.id) if a.kind is ActionKind.PAGE)
+        assert page.outcome is not None
+        assert "a human changed traffic after the deploy" in page.outcome["page"]
+        assert store.freeze_of("pegasus") is not None  # frozen: no new release meanwhile

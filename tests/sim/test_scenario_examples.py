@@ -37,6 +37,7 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     "low-traffic-noisy": set(),
     "worker-breaks": {"migration_failure", "schema_mismatch"},
     "human-revert": {"schema_mismatch"},
+    "human-split": {"schema_mismatch"},
 }
 
 
