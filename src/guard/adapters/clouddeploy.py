@@ -13,16 +13,14 @@ errors are retried a bounded number of times (see `guard.adapters.cloudrun_write
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from functools import partial
 
 from google.api_core import exceptions
 from google.cloud import deploy_v1
 
-from guard.adapters.cloudrun import CallCounter, code_of
-from guard.adapters.cloudrun_write import TRANSIENT, Caller, Sleep, wait_operation
-from guard.adapters.google_clients import GoogleClients
+from guard.adapters.cloudrun import code_of
+from guard.adapters.cloudrun_write import TRANSIENT, OperationWriter, wait_operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,24 +37,8 @@ class SuspendResult:
     dry_run: bool = False
 
 
-class CloudDeploy:
+class CloudDeploy(OperationWriter):
     """Suspends and resumes Cloud Deploy delivery pipelines (full resource names)."""
-
-    def __init__(
-        self,
-        clients: GoogleClients,
-        *,
-        on_call: CallCounter | None = None,
-        op_timeout: float = 60.0,
-        poll: float = 1.0,
-        call_timeout: float = 10.0,
-        attempts: int = 3,
-        backoff: float = 0.5,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self._clients = clients
-        self.op_timeout, self.poll, self.call_timeout = op_timeout, poll, call_timeout
-        self._caller = Caller(on_call, attempts=attempts, backoff=backoff, sleep=sleep)
 
     async def suspend(self, pipeline_name: str, *, dry_run: bool = False) -> SuspendResult:
         """Freeze the pipeline: no new release or rollout goes out until it is resumed."""

@@ -148,8 +148,9 @@ def _spec_holds(svc: run_v2.Service, revision: str | None) -> bool:
     return (revision is None and not svc.traffic) or _only(svc.traffic, revision)
 
 
-class CloudRunWriter:
-    """Pins a service's traffic to one Ready revision (the revert) or back to LATEST."""
+class OperationWriter:
+    """What every writer shares: the clients, call accounting and retries, and how long a
+    long-running operation may take and how often it is polled (seconds)."""
 
     def __init__(
         self,
@@ -166,6 +167,10 @@ class CloudRunWriter:
         self._clients = clients
         self.op_timeout, self.poll, self.call_timeout = op_timeout, poll, call_timeout
         self._caller = Caller(on_call, attempts=attempts, backoff=backoff, sleep=sleep)
+
+
+class CloudRunWriter(OperationWriter):
+    """Pins a service's traffic to one Ready revision (the revert) or back to LATEST."""
 
     async def pin(self, service: ServiceRef, revision: str, *, dry_run: bool = False) -> PinResult:
         """Send 100% of `service`'s traffic to `revision`, which must exist and be Ready."""
