@@ -13,14 +13,16 @@ errors are retried a bounded number of times (see `guard.adapters.cloudrun_write
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import deploy_v1
 
 from guard.adapters.cloudrun import code_of
-from guard.adapters.cloudrun_write import TRANSIENT, OperationWriter, wait_operation
+from guard.adapters.cloudrun_write import OperationWriter, wait_operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,32 +86,24 @@ class CloudDeploy(OperationWriter):
     async def _write(self, name: str, pipeline: deploy_v1.DeliveryPipeline, suspended: bool) -> str:
         """The UpdateDeliveryPipeline; its operation's name, or "" if a retried call landed."""
         client = self._clients.deploy_async()
-        for attempt in range(1, self._caller.attempts + 1):
-            if attempt > 1:
-                pipeline = await self._get(name)
-                if bool(pipeline.suspended) == suspended:
-                    return ""
+        current = [pipeline]
+
+        async def landed() -> bool:
+            current[0] = await self._get(name)
+            return bool(current[0].suspended) == suspended
+
+        def send() -> Awaitable[Any]:
             request = deploy_v1.UpdateDeliveryPipelineRequest(
                 delivery_pipeline=deploy_v1.DeliveryPipeline(
-                    name=name, suspended=suspended, etag=pipeline.etag
+                    name=name, suspended=suspended, etag=current[0].etag
                 ),
                 update_mask={"paths": ["suspended"]},
             )
-            call = partial(
-                client.update_delivery_pipeline,
-                request=request,
-                retry=None,
-                timeout=self.call_timeout,
+            return client.update_delivery_pipeline(
+                request=request, retry=None, timeout=self.call_timeout
             )
-            try:
-                op = await self._caller.once("UpdateDeliveryPipeline", call)
-            except exceptions.GoogleAPICallError as err:
-                if code_of(err) not in TRANSIENT or attempt == self._caller.attempts:
-                    raise
-                await self._caller.pause(attempt)
-                continue
-            return str(op.operation.name)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        return await self._write_once("UpdateDeliveryPipeline", send, landed)
 
     async def _get(self, name: str) -> deploy_v1.DeliveryPipeline:
         client = self._clients.deploy_async()

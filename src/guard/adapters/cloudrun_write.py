@@ -168,6 +168,31 @@ class OperationWriter:
         self.op_timeout, self.poll, self.call_timeout = op_timeout, poll, call_timeout
         self._caller = Caller(on_call, attempts=attempts, backoff=backoff, sleep=sleep)
 
+    async def _write_once(
+        self,
+        method: str,
+        send: Callable[[], Awaitable[Any]],
+        landed: Callable[[], Awaitable[bool]],
+    ) -> str:
+        """Send one long-running write, retrying only transient errors.
+
+        Before a retry, `landed()` re-reads the resource (refreshing what `send` builds its
+        request from, e.g. the etag) and says whether the failed call took effect after all:
+        then nothing is sent again. Returns the operation's name, or "" in that case.
+        """
+        for attempt in range(1, self._caller.attempts + 1):
+            if attempt > 1 and await landed():
+                return ""
+            try:
+                op = await self._caller.once(method, send)
+            except exceptions.GoogleAPICallError as err:
+                if code_of(err) not in TRANSIENT or attempt == self._caller.attempts:
+                    raise
+                await self._caller.pause(attempt)
+                continue
+            return str(op.operation.name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
 
 class CloudRunWriter(OperationWriter):
     """Pins a service's traffic to one Ready revision (the revert) or back to LATEST."""
@@ -252,28 +277,23 @@ class CloudRunWriter(OperationWriter):
         """The UpdateService; its operation's name, or "" when a retried call had landed."""
         client = self._clients.run_services_async()
         kind = LATEST if revision is None else REVISION
-        for attempt in range(1, self._caller.attempts + 1):
-            if attempt > 1:
-                svc = await self._get_service(service)  # fresh etag; did the failed call land?
-                if _spec_holds(svc, revision):
-                    return ""
+        current = [svc]
+
+        async def landed() -> bool:
+            current[0] = await self._get_service(service)  # fresh etag; did the call land?
+            return _spec_holds(current[0], revision)
+
+        def send() -> Awaitable[Any]:
             target = run_v2.TrafficTarget(type_=kind, revision=revision or "", percent=100)
             request = run_v2.UpdateServiceRequest(
-                service=run_v2.Service(name=svc.name, etag=svc.etag, traffic=[target]),
+                service=run_v2.Service(
+                    name=current[0].name, etag=current[0].etag, traffic=[target]
+                ),
                 update_mask={"paths": ["traffic"]},
             )
-            call = partial(
-                client.update_service, request=request, retry=None, timeout=self.call_timeout
-            )
-            try:
-                op = await self._caller.once("UpdateService", call)
-            except exceptions.GoogleAPICallError as err:
-                if code_of(err) not in TRANSIENT or attempt == self._caller.attempts:
-                    raise
-                await self._caller.pause(attempt)
-                continue
-            return str(op.operation.name)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return client.update_service(request=request, retry=None, timeout=self.call_timeout)
+
+        return await self._write_once("UpdateService", send, landed)
 
     async def _verify(
         self, service: ServiceRef, revision: str | None, *, settle: bool

@@ -79,18 +79,20 @@ class ErrorRateJudgement:
         }
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """A share as a percentage with three significant digits, for reasons."""
     return f"{x * 100:.3g}%"
 
 
-def _num(x: float) -> str:
+def num(x: float) -> str:
+    """A statistic for reasons: compact scientific notation when very large or small."""
     if math.isinf(x):
         return "∞"
     return f"{x:.1e}" if x >= 1e4 or 0 < x < 0.01 else f"{x:.3g}"
 
 
 def _rate(errors: int, total: int) -> str:
-    return f"{_pct(errors / total) if total else 'n/a'} ({errors}/{total})"
+    return f"{pct(errors / total) if total else 'n/a'} ({errors}/{total})"
 
 
 def _by_period(counts: Iterable[RequestCount]) -> dict[tuple[datetime, datetime], list[int]]:
@@ -178,7 +180,7 @@ def _against_baseline(
     log_pre = rate_log_lr(n_total, n_err, r * upper)
     tests = [
         ("paired", _lr(log_paired), 2 / alpha, "old revision, same periods"),
-        ("preDeploy", _lr(log_pre), 4 / alpha, f"before the deploy, upper bound {_pct(upper)}"),
+        ("preDeploy", _lr(log_pre), 4 / alpha, f"before the deploy, upper bound {pct(upper)}"),
     ]
     name, lr, threshold, how = max(tests, key=lambda t: t[1] / t[2])
     rejected = any(t[1] >= t[2] for t in tests)
@@ -197,14 +199,14 @@ def _against_baseline(
     reasons = [Reason(f"new 5xx {_rate(n_err, n_total)} vs {base_text}", rate, floor)]
     if ratio is not None:
         cmp = "≥" if ratio >= r else "<"
-        reasons.append(Reason(f"ratio {_num(ratio)} {cmp} minRatio {r:g}", ratio, r))
+        reasons.append(Reason(f"ratio {num(ratio)} {cmp} minRatio {r:g}", ratio, r))
     if floor is not None:
         cmp = ">" if above_floor else "≤"
-        reasons.append(Reason(f"new 5xx {_pct(rate)} {cmp} floor {_pct(floor)}", rate, floor))
+        reasons.append(Reason(f"new 5xx {pct(rate)} {cmp} floor {pct(floor)}", rate, floor))
     cmp = "≥" if lr >= threshold else "<"
     reasons.append(
         Reason(
-            f"sequential LR {_num(lr)} {cmp} {threshold:g} ({name} test, {how}; "
+            f"sequential LR {num(lr)} {cmp} {threshold:g} ({name} test, {how}; "
             f"alpha = {alpha:g} split between two tests)",
             lr,
             threshold,
@@ -236,12 +238,12 @@ def _against_floor(
     cmp_f, cmp_lr = (">" if rate > floor else "≤"), ("≥" if lr >= threshold else "<")
     reasons = (
         Reason(
-            f"new 5xx {_rate(n_err, n_total)} {cmp_f} floor {_pct(floor)} (no baseline)",
+            f"new 5xx {_rate(n_err, n_total)} {cmp_f} floor {pct(floor)} (no baseline)",
             rate,
             floor,
         ),
         Reason(
-            f"sequential LR {_num(lr)} {cmp_lr} 1/alpha = {threshold:g} (floor test)", lr, threshold
+            f"sequential LR {num(lr)} {cmp_lr} 1/alpha = {threshold:g} (floor test)", lr, threshold
         ),
     )
     outcome = (

@@ -35,7 +35,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from guard.core.errorrate import ErrorRateJudgement
+from guard.core.errorrate import ErrorRateJudgement, num, pct
 from guard.core.errorrate_stats import paired_log_lr
 from guard.core.model import Outcome, Reason
 from guard.core.rules import ErrorRateProvider
@@ -65,16 +65,6 @@ def null_share(share: float, ratio: float) -> float:
     if share <= 0.0:
         return 0.0
     return share * ratio / (share * ratio + (1.0 - share))
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.3g}%"
-
-
-def _num(x: float) -> str:
-    if math.isinf(x):
-        return "∞"
-    return f"{x:.1e}" if x >= 1e4 or 0 < x < 0.01 else f"{x:.3g}"
 
 
 def judge_request_log_5xx(
@@ -119,7 +109,7 @@ def judge_request_log_5xx(
     k = x + y
     expected = sum((v[0] + v[1]) * null_share(s, r) for s, v in split.items()) / k
     shares = sorted(split)
-    at = _pct(shares[0]) if len(shares) == 1 else f"{_pct(shares[0])}-{_pct(shares[-1])}"
+    at = pct(shares[0]) if len(shares) == 1 else f"{pct(shares[0])}-{pct(shares[-1])}"
     log_lr = paired_log_lr(((s, v[0], 1.0 - s, v[1]) for s, v in split.items()), r)
     lr, threshold = math.exp(min(log_lr, 700.0)), 1.0 / alpha
     ratio: float | None = None
@@ -129,7 +119,7 @@ def judge_request_log_5xx(
     reasons = [
         Reason(
             f"request logs: {x} of {k} 5xx entries from the new revision at {at} traffic "
-            f"share; expected at most {_pct(expected)} under minRatio {r:g}",
+            f"share; expected at most {pct(expected)} under minRatio {r:g}",
             x / k,
             expected,
         )
@@ -137,13 +127,13 @@ def judge_request_log_5xx(
     if ratio is not None:
         cmp = "≥" if ratio >= r else "<"
         reasons.append(
-            Reason(f"request logs: 5xx rate ratio {_num(ratio)} {cmp} minRatio {r:g}", ratio, r)
+            Reason(f"request logs: 5xx rate ratio {num(ratio)} {cmp} minRatio {r:g}", ratio, r)
         )
     enough = x >= min_entries
     cmp = "≥" if lr >= threshold else "<"
     reasons.append(
         Reason(
-            f"sequential LR {_num(lr)} {cmp} 1/alpha = {threshold:g} (request-log test, "
+            f"sequential LR {num(lr)} {cmp} 1/alpha = {threshold:g} (request-log test, "
             f"new revision's share of the 5xx entries; alpha = {alpha:g})",
             lr,
             threshold,
