@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean
+.PHONY: install system-deps demo test lint lock clean
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Deploy Guard needs Python 3.11; set PYTHON=python3.11")'
@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml requirements/dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
 
-demo: install
+system-deps:
+	@tools/system-deps.sh
+
+demo: $(STAMP)
 	$(BIN)/guard demo
 
 test: install

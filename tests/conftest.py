@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from guard.adapters.store_migrations import normalize_url
+
+from .support.postgres import fresh_postgres
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
@@ -59,3 +66,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def postgres_url() -> str:
     """The real PostgreSQL server the `postgres`-marked tests use."""
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def pg_admin(postgres_url: str) -> Iterator[sa.Engine]:
+    """An AUTOCOMMIT engine on the server's admin database (CREATE/DROP DATABASE)."""
+    engine = sa.create_engine(
+        normalize_url(postgres_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (for tests only PostgreSQL can run)."""
+    yield from fresh_postgres(pg_admin)

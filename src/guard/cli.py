@@ -7,6 +7,7 @@ look at.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -14,12 +15,26 @@ from pathlib import Path
 import click
 
 from guard import __version__
+from guard.adapters.store import StoreError
 from guard.cli_classify import classify_command
+from guard.cli_client import gate_command, incidents_command, unfreeze_command
 from guard.config.check import check as run_check
 from guard.core.rules import rule_json_schema
+from guard.service.jsonlog import configure_logging
+from guard.service.run import serve
 
 EXIT_BAD_INPUT = 2
 DEFAULT_CONFIG = "/etc/deploy-guard/config.yaml"
+
+
+#: CONFIG, from the argument, else $GUARD_CONFIG, else /etc/deploy-guard/config.yaml.
+config_argument = click.argument(
+    "config",
+    required=False,
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="GUARD_CONFIG",
+    default=DEFAULT_CONFIG,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,13 +44,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument(
-    "config",
-    required=False,
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="GUARD_CONFIG",
-    default=DEFAULT_CONFIG,
-)
+@config_argument
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
 def check(config: Path, as_json: bool) -> None:
     """Validate CONFIG (default $GUARD_CONFIG or /etc/deploy-guard/config.yaml) and its rules.
@@ -75,6 +84,29 @@ def check(config: Path, as_json: bool) -> None:
 
 
 @main.command()
+@config_argument
+def run(config: Path) -> None:
+    """Run the guard as a service with CONFIG (default $GUARD_CONFIG or
+    /etc/deploy-guard/config.yaml): watch, judge, respond, serve the API and metrics.
+
+    Exits 2 on a bad configuration or a store already in use; 0 after SIGTERM.
+    """
+    result = run_check(config)
+    if not result.ok or result.config is None:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(result.problems)} problem(s) found: not starting", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    configure_logging(result.config.log_level)
+    try:
+        code = asyncio.run(serve(result.config, result.rules))
+    except StoreError as err:
+        click.echo(f"guard: cannot open the store: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(code)
+
+
+@main.command()
 def schema() -> None:
     """Print the JSON Schema of a rule file (the committed schema/guardrule.schema.json)."""
     click.echo(json.dumps(rule_json_schema(), indent=2, sort_keys=True))
@@ -91,6 +123,9 @@ def demo() -> None:
 
 
 main.add_command(classify_command)
+main.add_command(gate_command)
+main.add_command(incidents_command)
+main.add_command(unfreeze_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

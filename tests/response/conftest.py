@@ -8,42 +8,13 @@ through the admin URL and dropped (WITH FORCE) afterwards, even when the test fa
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from guard.adapters.store import SqlStore, Store
-from guard.adapters.store_migrations import normalize_url
 
-
-@pytest.fixture(scope="session")
-def pg_admin(postgres_url: str) -> Iterator[sa.Engine]:
-    """An AUTOCOMMIT engine on the server's admin database (CREATE/DROP DATABASE)."""
-    engine = sa.create_engine(
-        normalize_url(postgres_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    yield engine
-    engine.dispose()
-
-
-def _fresh_postgres(admin: sa.Engine) -> Iterator[str]:
-    name = f"guard_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (for tests only PostgreSQL can run)."""
-    yield from _fresh_postgres(pg_admin)
+from ..support.postgres import fresh_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -54,7 +25,7 @@ def store_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'guard.db'}"
     else:
-        yield from _fresh_postgres(request.getfixturevalue("pg_admin"))
+        yield from fresh_postgres(request.getfixturevalue("pg_admin"))
 
 
 @pytest.fixture

@@ -16,7 +16,15 @@ from guard import ports
 from guard.adapters import store_schema
 from guard.adapters.store import SqlStore, Store, StoreVersionError
 from guard.adapters.store_migrations import CODE_VERSION, normalize_url
-from guard.core.model import ActionKind, ActionStatus, Evidence, IncidentState, SignalKind
+from guard.core.model import (
+    ActionKind,
+    ActionStatus,
+    DeployInfo,
+    DeployKind,
+    Evidence,
+    IncidentState,
+    SignalKind,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -51,6 +59,24 @@ def test_newer_schema_is_refused(store: SqlStore, store_url: str) -> None:
         conn.execute(sa.update(store_schema.schema_version).values(version=CODE_VERSION))
     engine.dispose()
     Store.open(store_url).close()
+
+
+def test_a_v1_store_upgrades_to_v2_and_incidents_remember_their_deploy(
+    store: SqlStore, store_url: str
+) -> None:
+    old, _ = store.open_incident("pegasus", "api", "api-00041", at=T0)
+    with store.engine.begin() as conn:  # make it a v1 store: no `deploy` column
+        conn.exec_driver_sql("ALTER TABLE incidents DROP COLUMN deploy")
+        conn.execute(sa.update(store_schema.schema_version).values(version=1))
+    store.close()
+    info = DeployInfo(DeployKind.TRAFFIC, T0 - timedelta(minutes=3), ("api-00041",), 10)
+    with Store.open(store_url) as again:
+        assert again.schema_version() == CODE_VERSION == 2
+        assert again.incident(old.id) == old  # old rows read back, with no deploy
+        assert old.deploy is None
+        new, _ = again.open_incident("pegasus", "api", "api-00042", at=T0, deploy=info)
+        assert new.deploy == info
+        assert again.incident(new.id) == new
 
 
 def test_one_incident_per_deploy(store: SqlStore) -> None:

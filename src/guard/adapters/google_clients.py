@@ -7,11 +7,19 @@ injected plaintext channel (setting only `api_endpoint` builds a TLS channel tha
 with unlimited message sizes as the libraries' own channels have. Async clients need a
 `grpc.aio` channel created inside the running event loop, so they are built per loop. Cloud SQL
 Admin speaks REST only (v1beta4 over `transport="rest"`), anonymous against an emulator.
+
+An optional `observer(service, method, code)` is told of every gRPC call when it ends (see
+`grpc_observe`). Against an emulator the injected channels are intercepted; against Google the
+clients still build their own channels (endpoint, credentials, TLS as the library decides), but
+through a channel factory handed to the transport that adds the interceptors. Without an
+observer, clients are built exactly as before. The REST Cloud SQL clients are not observed:
+their calls are counted by their adapter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +34,8 @@ from google.cloud.logging_v2.services.logging_service_v2 import (
     LoggingServiceV2Client,
 )
 from grpc import aio
+
+from guard.adapters.grpc_observe import CallObserver, aio_interceptors, intercept_channel
 
 #: As the client libraries' own channels: no 4 MiB ceiling on large pages of log entries.
 CHANNEL_OPTIONS = [
@@ -52,12 +62,17 @@ class GoogleClients:
     """
 
     def __init__(
-        self, emulator: Emulator | None = None, *, credentials: Credentials | None = None
+        self,
+        emulator: Emulator | None = None,
+        *,
+        credentials: Credentials | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if emulator is not None and credentials is not None:
             raise ValueError("an emulator takes no credentials")
         self.emulator = emulator
         self._credentials = credentials
+        self._observer = observer
         self._sync: dict[str, Any] = {}
         self._async: dict[tuple[str, asyncio.AbstractEventLoop], Any] = {}
         self._channel: grpc.Channel | None = None
@@ -65,8 +80,10 @@ class GoogleClients:
         self._lock = threading.Lock()  # two threads asking at once still share one client
 
     @classmethod
-    def for_emulator(cls, grpc_target: str, rest_url: str) -> GoogleClients:
-        return cls(Emulator(grpc_target, rest_url))
+    def for_emulator(
+        cls, grpc_target: str, rest_url: str, *, observer: CallObserver | None = None
+    ) -> GoogleClients:
+        return cls(Emulator(grpc_target, rest_url), observer=observer)
 
     # -- sync clients -------------------------------------------------------------------------
 
@@ -150,13 +167,18 @@ class GoogleClients:
 
     def _build_grpc(self, cls: Callable[..., C], key: str) -> C:
         if key not in self._sync:
-            if self.emulator is None:
+            if self.emulator is None and self._observer is None:
                 self._sync[key] = cls(credentials=self._credentials)
+            elif self.emulator is None:
+                transport = self._observed_transport(cls, "grpc")
+                self._sync[key] = cls(credentials=self._credentials, transport=transport)
             else:
                 if self._channel is None:
                     self._channel = grpc.insecure_channel(
                         self.emulator.grpc_target, options=CHANNEL_OPTIONS
                     )
+                    if self._observer is not None:
+                        self._channel = intercept_channel(self._channel, self._observer)
                 transport = cls.get_transport_class("grpc")(channel=self._channel)  # type: ignore[attr-defined]
                 self._sync[key] = cls(transport=transport)
         client: C = self._sync[key]
@@ -166,19 +188,47 @@ class GoogleClients:
         loop = asyncio.get_running_loop()  # RuntimeError outside a loop, by design
         key = (_name(cls), loop)
         if key not in self._async:
-            if self.emulator is None:
+            if self.emulator is None and self._observer is None:
                 self._async[key] = cls(credentials=self._credentials)
+            elif self.emulator is None:
+                transport = self._observed_transport(cls, "grpc_asyncio")
+                self._async[key] = cls(credentials=self._credentials, transport=transport)
             else:
                 channel = self._aio_channels.get(loop)
                 if channel is None:
+                    observed = None if self._observer is None else aio_interceptors(self._observer)
                     channel = aio.insecure_channel(
-                        self.emulator.grpc_target, options=CHANNEL_OPTIONS
+                        self.emulator.grpc_target, options=CHANNEL_OPTIONS, interceptors=observed
                     )
                     self._aio_channels[loop] = channel
                 transport = cls.get_transport_class("grpc_asyncio")(channel=channel)  # type: ignore[attr-defined]
                 self._async[key] = cls(transport=transport)
         client: C = self._async[key]
         return client
+
+    def _observed_transport(self, cls: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        """A transport factory for Google itself whose channel reports to the observer.
+
+        The client calls it with everything it resolved (endpoint, credentials, scopes, mTLS);
+        the transport calls the channel factory with the arguments of its own
+        `create_channel`, which builds the channel as it always does, then intercepted.
+        """
+        observer = self._observer
+        assert observer is not None
+        transport_cls: Any = cls.get_transport_class(kind)  # type: ignore[attr-defined]
+        if kind == "grpc":
+
+            def channel(*args: Any, **kwargs: Any) -> grpc.Channel:
+                return intercept_channel(transport_cls.create_channel(*args, **kwargs), observer)
+
+        else:  # grpc.aio: passed through google.api_core to aio.secure_channel
+
+            def channel(*args: Any, **kwargs: Any) -> aio.Channel:
+                kwargs["interceptors"] = aio_interceptors(observer)
+                made: aio.Channel = transport_cls.create_channel(*args, **kwargs)
+                return made
+
+        return functools.partial(transport_cls, channel=channel)
 
     def _rest_client(self, cls: Callable[..., C]) -> C:
         key = _name(cls)

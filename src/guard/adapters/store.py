@@ -23,7 +23,14 @@ from guard.adapters import store_migrations as mig
 from guard.adapters import store_schema as t
 from guard.adapters.store_actions import IntentLog, new_id
 from guard.adapters.store_migrations import StoreError, StoreLockedError, StoreVersionError
-from guard.core.model import Evidence, Incident, IncidentState, SignalKind
+from guard.core.model import (
+    DeployInfo,
+    DeployKind,
+    Evidence,
+    Incident,
+    IncidentState,
+    SignalKind,
+)
 from guard.ports import ActionRecord, AuditRecord, FreezeRecord
 
 __all__ = [
@@ -88,6 +95,7 @@ class SqlStore(IntentLog):
         migration_file: str | None = None,
         file_source: str | None = None,
         dry_run: bool = False,
+        deploy: DeployInfo | None = None,
     ) -> tuple[Incident, bool]:
         """The one incident for this deploy, and whether this call created it."""
         c = t.incidents.c
@@ -98,6 +106,7 @@ class SqlStore(IntentLog):
                 state=IncidentState.OPEN.value, opened_at=at, updated_at=at,
                 rules=list(rules), migration_file=migration_file, file_source=file_source,
                 escalated=False, dry_run=dry_run,
+                deploy=None if deploy is None else t.jsonable(deploy_doc(deploy)),
             )
             .on_conflict_do_nothing(index_elements=["app", "service", "bad_revision"])
         )  # fmt: skip
@@ -129,6 +138,13 @@ class SqlStore(IntentLog):
             q = q.where(c.state.not_in([s.value for s in CLOSED_STATES]))
         with self._engine.begin() as conn:
             return [_incident(r) for r in conn.execute(q)]
+
+    def incident_counts(self) -> dict[tuple[str, str], int]:
+        """How many incidents each (app, state) has, for the incidents-by-state gauge."""
+        c = t.incidents.c
+        q = sa.select(c.app, c.state, sa.func.count()).group_by(c.app, c.state)
+        with self._engine.begin() as conn:
+            return {(r[0], r[1]): int(r[2]) for r in conn.execute(q)}
 
     def set_incident_state(
         self,
@@ -255,6 +271,25 @@ def _incident(r: Row[Any]) -> Incident:
         reverted_to=r.reverted_to,
         file_source=r.file_source,
         dry_run=bool(r.dry_run),
+        deploy=_deploy(r.deploy),
+    )
+
+
+def deploy_doc(info: DeployInfo) -> dict[str, Any]:
+    return {
+        "kind": info.kind, "started_at": info.started_at,
+        "last_known_good": info.last_known_good, "traffic_percent": info.traffic_percent,
+    }  # fmt: skip
+
+
+def _deploy(doc: Any) -> DeployInfo | None:
+    if not doc:
+        return None
+    return DeployInfo(
+        kind=DeployKind(doc["kind"]),
+        started_at=datetime.fromisoformat(doc["started_at"]),
+        last_known_good=tuple(doc["last_known_good"]),
+        traffic_percent=int(doc.get("traffic_percent", 100)),
     )
 
 

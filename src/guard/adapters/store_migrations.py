@@ -48,7 +48,19 @@ def _v1(conn: Connection) -> None:
     t.metadata.create_all(conn, tables=list(t.V1_TABLES))
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create everything", _v1),)
+def _v2(conn: Connection) -> None:
+    # The incident remembers its deploy (a restarted guard must still know what to revert
+    # to). A store created at v2 already has the column from v1's create_all (v1 creates
+    # today's tables), so add it only where a v1 store lacks it.
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("incidents")}
+    if "deploy" not in columns:
+        conn.execute(sa.text("ALTER TABLE incidents ADD COLUMN deploy JSON"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create everything", _v1),
+    Migration(2, "incidents remember their deploy", _v2),
+)
 CODE_VERSION = MIGRATIONS[-1].version
 _PG_LOCK_KEY = 0x6775617264  # "guard": pg_advisory_xact_lock key for schema upgrades
 

@@ -88,6 +88,7 @@ incidents = sa.Table(
     sa.Column("escalated", sa.Boolean, nullable=False, default=False),
     sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
     sa.Column("superseded_by", _ID),
+    sa.Column("deploy", _JSON),  # v2: DeployInfo (kind, started_at, last_known_good, share)
     sa.UniqueConstraint("app", "service", "bad_revision", name="uq_incidents_deploy"),
     sa.Index("ix_incidents_app_state", "app", "state"),
 )

@@ -197,6 +197,24 @@ class ApiConfig(Strict):
     )
 
 
+class LeaderConfig(Strict):
+    """Leader election among replicas sharing a PostgreSQL store (SQLite: one replica)."""
+
+    namespace: str = Field(
+        default="", max_length=100, description="Separates guard deployments sharing a database."
+    )
+    retry_seconds: Seconds = Field(
+        default=5.0, description="How often a standby tries to take over."
+    )
+    check_seconds: Seconds = Field(
+        default=2.0, description="How often the leader checks it still holds the lock."
+    )
+    failover_seconds: Seconds = Field(
+        default=15.0,
+        description="Budget for PostgreSQL to drop a vanished leader's session (keepalives).",
+    )
+
+
 class GoogleConfig(Strict):
     """How to reach Google Cloud; the emulator endpoints point at the local fake cloud."""
 
@@ -230,11 +248,33 @@ class GuardConfig(BaseSettings):
     poll_interval_seconds: Seconds = Field(
         default=10.0, description="How often Cloud Run services are read for new deploys."
     )
+    metrics_interval_seconds: Seconds = Field(
+        default=60.0,
+        description="How often Cloud Monitoring is read; its points are 60 s apart anyway.",
+    )
+    evaluate_interval_seconds: Seconds = Field(
+        default=1.0, description="How often the rules judge what arrived; logs arrive live."
+    )
+    respond_interval_seconds: Seconds = Field(
+        default=5.0, description="How often open incidents are moved on (verdicts act at once)."
+    )
+    settle_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="After a revert, how long the old code meets traffic before validation.",
+    )
+    shutdown_grace_seconds: Seconds = Field(
+        default=20.0, description="On SIGTERM: time to finish an action in flight, then exit."
+    )
+    log_level: str = Field(
+        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="JSON log level."
+    )
     rules_dir: Path | None = Field(
         default=None, description="Directory of rules/*.yaml; the built-in rules when unset."
     )
     store: StoreConfig = Field(default_factory=StoreConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    leader: LeaderConfig = Field(default_factory=LeaderConfig)
     google: GoogleConfig = Field(default_factory=GoogleConfig)
 
     @classmethod

@@ -109,6 +109,26 @@ class DeployTracker:
         if track is not None:  # before the first read there is no deploy to protect
             track.expected = None if split is None else _nonzero(split)
 
+    def resume(self, deploy: Deploy, *, at: datetime) -> None:
+        """Re-adopt a deploy the guard was responding to before a restart (from the store).
+
+        Call after the service's first read: a restarted guard's baseline read cannot tell a
+        fully rolled-out bad revision from a good one, yet its open incident must still
+        revert to the deploy's last-known-good. A newer deploy seen since wins.
+        """
+        track = self._tracks.get(deploy.service)
+        if track is None:
+            return
+        active = track.active
+        if active is not None and (
+            active.revision == deploy.revision or active.started_at > deploy.started_at
+        ):
+            return
+        track.candidates.pop(deploy.revision, None)
+        track.emitted.add((deploy.revision, deploy.kind))
+        track.active, track.detected_at, track.settled = deploy, at, False
+        track.expected, track.changed_by_others, track.guard_acted = None, None, False
+
     def confirm(self, service: ServiceRef, revision: str) -> None:
         """The active deploy of `revision` was judged good: it may be a last-known-good."""
         track = self._tracks.get(service)
@@ -137,12 +157,21 @@ class DeployTracker:
         return frozenset(names)
 
     def revert_targets(self, service: ServiceRef) -> tuple[str, ...]:
-        """The active deploy's last-known-good that are still known and Ready, best first."""
+        """The active deploy's last-known-good not known to be un-Ready, best first.
+
+        A revision this tracker never read (a deploy re-adopted after a restart, whose
+        last-known-good no longer serves) counts: the writer reads it again and refuses
+        to route to it unless it is Ready.
+        """
         track = self._tracks.get(service)
         if track is None or track.active is None:
             return ()
         ready = track.readiness
-        return tuple(r for r in track.active.last_known_good if ready.get(r) == Readiness.READY)
+        return tuple(
+            r
+            for r in track.active.last_known_good
+            if ready.get(r, Readiness.READY) == Readiness.READY
+        )
 
     def traffic_changed_by_others(self, service: ServiceRef) -> TrafficChange | None:
         """Set once traffic moved after the active deploy without the guard doing it."""

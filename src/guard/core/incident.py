@@ -50,6 +50,7 @@ class Facts:
     operator_changed: bool  # a human moved traffic after the deploy
     validation_passed: bool | None = None  # None: not validated yet
     schema_errors_after_revert: bool = False
+    revert_failed: bool = False  # the revert failed permanently: page, do not retry forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,8 @@ def _after_freeze(facts: Facts) -> Decision:
         return Decision(Step.PAGE, page, "a human changed traffic after the deploy: hands off")
     if facts.revert_target is None:
         return Decision(Step.PAGE, page, "no Ready last-known-good revision to revert to")
+    if facts.revert_failed:
+        return Decision(Step.PAGE, page, "the revert failed: a human must take over traffic")
     return Decision(
         Step.REVERT, IncidentState.REVERTED, f"pin 100% of traffic to {facts.revert_target}"
     )

@@ -187,6 +187,26 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class DeployInfo:
+    """What an incident remembers of its deploy, so a restarted guard can still revert it."""
+
+    kind: DeployKind
+    started_at: datetime
+    last_known_good: tuple[str, ...]
+    traffic_percent: int = 100
+
+    @classmethod
+    def of(cls, deploy: Deploy) -> DeployInfo:
+        return cls(deploy.kind, deploy.started_at, deploy.last_known_good, deploy.traffic_percent)
+
+    def deploy(self, service: ServiceRef, revision: str) -> Deploy:
+        return Deploy(
+            service, revision, self.kind, self.started_at, self.last_known_good,
+            self.traffic_percent,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Incident:
     """A bad deploy of an app: one per app and bad revision."""
 
@@ -201,3 +221,4 @@ class Incident:
     reverted_to: str | None = None
     file_source: str | None = None  # "text" (named in a log) or "blame" (newest migration)
     dry_run: bool = False
+    deploy: DeployInfo | None = None  # None only for incidents stored before schema v2

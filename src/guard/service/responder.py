@@ -28,15 +28,27 @@ from guard.adapters.cloudrun_write import CloudRunWriter
 from guard.adapters.store import SqlStore
 from guard.adapters.validation import ValidationReport
 from guard.core.incident import Decision, Facts, Step, action_key, next_step, strongest
-from guard.core.model import ActionKind, ActionStatus, Incident, IncidentState, ServiceRef, Verdict
+from guard.core.model import (
+    ActionKind,
+    ActionStatus,
+    DeployInfo,
+    Incident,
+    IncidentState,
+    ServiceRef,
+    Verdict,
+)
 from guard.core.proposal import propose_restore
 from guard.core.rules import GuardRule, LogKind
+from guard.ports import ActionRecord
+from guard.service import crashpoints
 from guard.service.detector import Detector
 
 #: How long after a revert the reverted-to revision's logs are watched for schema errors.
 DEFAULT_SETTLE = timedelta(seconds=60)
 
 Validator = Callable[[str], Awaitable[ValidationReport | None]]
+#: Told of every finished step (metrics, logs): the incident, its action, the outcome.
+ActionSink = Callable[[Incident, ActionRecord], None]
 RecoveryWindow = Callable[[str], Awaitable[tuple[datetime, datetime] | None]]
 
 
@@ -71,12 +83,17 @@ class Responder:
         now: Callable[[], datetime],
         dry_run: bool = False,
         settle: timedelta = DEFAULT_SETTLE,
+        on_action: ActionSink | None = None,
     ) -> None:
         self.apps, self.rules, self.store = apps, rules, store
         self.detector, self.writer, self.pipelines = detector, writer, pipelines
         self.validate, self.recovery_window = validate, recovery_window
         self.now, self.dry_run, self.settle = now, dry_run, settle
+        self.on_action = on_action or (lambda incident, action: None)
         self._pending: list[tuple[str, Verdict]] = []
+        #: Set when the guard stops acting: a drive ends after its current step, and the
+        #: next step's intent is never written (the new leader or restart picks it up).
+        self.stopping = False
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -105,6 +122,7 @@ class Responder:
             migration_file=file[0] if file else None,
             file_source=file[1] if file else None,
             dry_run=self._dry(app, verdict),
+            deploy=DeployInfo.of(deploy),
         )
         await self._db(self.store.add_evidence, incident.id, verdict.evidence)
         who = "guard"
@@ -115,14 +133,75 @@ class Responder:
             at=self.now(),
         )  # fmt: skip
 
+    # -- after a restart --------------------------------------------------------------------
+
+    async def resume(self) -> int:
+        """Re-adopt the deploys of open incidents (call after the first Cloud Run read).
+
+        A restarted guard's deploy tracker starts from a baseline read and no longer knows a
+        fully rolled-out bad revision as a deploy; the store does. Returns how many.
+        """
+        n = 0
+        for incident in await self._db(self.store.incidents, open_only=True):
+            if incident.deploy is None or incident.app not in self.apps:
+                continue
+            service = self._service(incident)
+            self.detector.tracker.resume(
+                incident.deploy.deploy(service, incident.bad_revision), at=self.now()
+            )
+            n += 1
+        return n
+
+    async def reconcile(self) -> list[str]:
+        """Settle the intents a crash left open; what was done, one line per intent.
+
+        Only a revert's outcome can be lost in a way that changes the next decision (once
+        its write lands the bad revision serves nothing, and "nothing to revert" would
+        follow): re-read Cloud Run, and record a landed pin as done. Every other open intent
+        is re-run by `drive`, idempotently (freeze and suspend check the current state
+        first, validation and proposals only read).
+        """
+        done: list[str] = []
+        for record in await self._db(self.store.open_intents):
+            if record.kind is not ActionKind.REVERT:
+                continue
+            incident = await self._db(self.store.incident, record.incident_id)
+            if incident is None or incident.app not in self.apps:
+                continue
+            target = str(record.intent.get("target", ""))
+            split = await self.writer.current_split(self._service(incident))
+            if target and split.get(target) == 100:
+                detail = {"target": target, "ok": True, "after": split, "reconciled": True}
+                await self._db(self.store.finish, record.id, ActionStatus.SUCCEEDED, detail,
+                               at=self.now())  # fmt: skip
+                done.append(f"{incident.id}: revert to {target} had landed; recorded")
+            elif not split.get(incident.bad_revision):
+                detail = {
+                    "target": target,
+                    "ok": False,
+                    "after": split,
+                    "reconciled": True,
+                    "message": "traffic moved elsewhere while the guard was down",
+                }
+                await self._db(self.store.finish, record.id, ActionStatus.FAILED, detail,
+                               at=self.now())  # fmt: skip
+                done.append(f"{incident.id}: traffic moved by others; revert not retried")
+            else:
+                done.append(f"{incident.id}: revert to {target} had not landed; will retry")
+        return done
+
     # -- driving ----------------------------------------------------------------------------
 
     async def drive(self, incident: Incident) -> None:
         """Run the incident's next steps until it waits, fails a step, or ends."""
         for _ in range(len(Step) + 1):
+            if self.stopping:
+                return
             current = await self._db(self.store.incident, incident.id)
             if current is None or await self._superseded(current):
                 return
+            if await self._caught_up(current):
+                continue
             decision = next_step(current.state, await self._facts(current))
             if decision.step is None:
                 return
@@ -131,7 +210,9 @@ class Responder:
                 return
             await self._db(
                 self.store.transition, current.id, [current.state], decision.then, at=self.now(),
-                reverted_to=self._target(current) if decision.step is Step.REVERT else None,
+                reverted_to=(
+                    await self._revert_target(current) if decision.step is Step.REVERT else None
+                ),
                 escalated=True if decision.step is Step.ESCALATE else None,
             )  # fmt: skip
 
@@ -146,6 +227,26 @@ class Responder:
         )  # fmt: skip
         return True
 
+    async def _caught_up(self, incident: Incident) -> bool:
+        """A revert that succeeded before a crash stopped the transition: record it now."""
+        if incident.state is not IncidentState.FROZEN:
+            return False
+        revert = await self._action(incident, ActionKind.REVERT)
+        if revert is None or revert.status is not ActionStatus.SUCCEEDED:
+            return False
+        await self._db(
+            self.store.transition, incident.id, [incident.state], IncidentState.REVERTED,
+            at=self.now(), reverted_to=str(revert.intent.get("target", "")) or None,
+        )  # fmt: skip
+        return True
+
+    async def _action(self, incident: Incident, kind: ActionKind) -> ActionRecord | None:
+        for action in await self._db(self.store.actions, incident.id):
+            if action.kind is kind:
+                found: ActionRecord = action
+                return found
+        return None
+
     async def _facts(self, incident: Incident) -> Facts:
         service = self._service(incident)
         actions = [self.rules[r].spec.action for r in incident.rules if r in self.rules]
@@ -153,6 +254,7 @@ class Responder:
         targets = self.detector.tracker.revert_targets(service)
         changed = self.detector.tracker.traffic_changed_by_others(service) is not None
         validation = await self._validation_result(incident)
+        revert = await self._action(incident, ActionKind.REVERT)
         return Facts(
             action=strongest(actions),
             bad_share=split.get(incident.bad_revision, 0),
@@ -160,6 +262,7 @@ class Responder:
             operator_changed=changed,
             validation_passed=None if validation is None else validation[0],
             schema_errors_after_revert=False if validation is None else validation[1],
+            revert_failed=revert is not None and revert.status is ActionStatus.FAILED,
         )
 
     async def _validation_result(self, incident: Incident) -> tuple[bool, bool] | None:
@@ -177,7 +280,7 @@ class Responder:
             return True
         if step is Step.VALIDATE and not await self._settled(incident):
             return False  # the intent is written only when the step can run
-        target = self._target(incident) if step is Step.REVERT else ""
+        target = await self._revert_target(incident) if step is Step.REVERT else ""
         key = action_key(incident.id, step, target)
         intent = {"step": step.value, "why": decision.why, "target": target}
         record, _ = await self._db(
@@ -187,8 +290,14 @@ class Responder:
             return True
         if record.status is ActionStatus.FAILED:
             return False
+        crashpoints.reached(f"{step.value}:intended")
         status, detail = await self._execute(step, incident, decision)
+        crashpoints.reached(f"{step.value}:executed")
         await self._db(self.store.finish, record.id, status, detail, at=self.now())
+        crashpoints.reached(f"{step.value}:finished")
+        finished = await self._db(self.store.action, record.id)
+        if finished is not None:
+            self.on_action(incident, finished)
         return status is not ActionStatus.FAILED
 
     async def _execute(
@@ -224,7 +333,7 @@ class Responder:
         return ActionStatus.SUCCEEDED, detail
 
     async def _revert(self, incident: Incident, dry: bool) -> tuple[ActionStatus, dict[str, Any]]:
-        service, target = self._service(incident), self._target(incident)
+        service, target = self._service(incident), await self._revert_target(incident)
         tracker = self.detector.tracker
         if not dry:
             tracker.expect_traffic(service, {target: 100})
@@ -317,6 +426,14 @@ class Responder:
 
     def _service(self, incident: Incident) -> ServiceRef:
         return self.apps[incident.app].services[incident.service]
+
+    async def _revert_target(self, incident: Incident) -> str:
+        """The target of a revert intended before a crash, else today's best target: one
+        incident never gets two revert intents with different keys."""
+        revert = await self._action(incident, ActionKind.REVERT)
+        if revert is not None and revert.intent.get("target"):
+            return str(revert.intent["target"])
+        return self._target(incident)
 
     def _target(self, incident: Incident) -> str:
         targets = self.detector.tracker.revert_targets(self._service(incident))

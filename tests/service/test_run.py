@@ -1,0 +1,77 @@
+"""`guard run` as a real process against the fake cloud: it serves its API and metrics while
+a scenario plays, reverts the bad deploy, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .live import GuardProcess, LiveCloud, free_port, wait_for, write_config
+
+
+@pytest.fixture
+def cloud() -> Iterator[LiveCloud]:
+    c = LiveCloud("live-migration-failure")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _incident(guard: GuardProcess, state: str) -> dict[str, object] | None:
+    incidents = guard.get("/v1/incidents", params={"state": "all"}).json()
+    found = [i for i in incidents if i["state"] == state]
+    return found[0] if found else None
+
+
+def test_guard_run_reverts_while_serving_api_and_metrics(cloud: LiveCloud, tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "guard.yaml", cloud, store_url=f"sqlite:///{tmp_path}/guard.db", port=port
+    )
+    guard = GuardProcess(config, port, tmp_path / "guard.log")
+    try:
+        guard.wait_up()
+        wait_for(lambda: guard.get("/readyz").status_code == 200, 20, "guard ready")
+        resolved = wait_for(lambda: _incident(guard, "resolved"), 60, "incident resolved")
+        assert resolved["bad_revision"] == "pegasus-api-00008-new"
+        assert resolved["reverted_to"] == "pegasus-api-00007-old"
+        assert resolved["migration_file"] == "backend/migrations/002_enrollments_completed_at.sql"
+        assert cloud.engine.world.run.serving_split("pegasus-api") == {"pegasus-api-00007-old": 100}
+        [pin] = cloud.guard_writes("UpdateService")
+        assert pin.request["updateMask"] == "traffic"
+        frozen = guard.get("/v1/freezes/pegasus").json()
+        assert frozen["frozen"] is True
+
+        metrics = guard.get("/metrics").text
+        assert 'guard_reverts_total{app="pegasus",outcome="succeeded"} 1.0' in metrics
+        assert "guard_leader 1.0" in metrics
+        assert 'guard_deploys_seen_total{app="pegasus",role="api"} 1.0' in metrics
+        assert "guard_google_api_calls_total{" in metrics
+        promtool = shutil.which("promtool")
+        assert promtool, "promtool missing: run `make install` (installs Debian's prometheus)"
+        checked = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=metrics,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        problems = (checked.stdout + checked.stderr).strip()
+        assert checked.returncode == 0, problems
+        assert not problems
+
+        assert guard.terminate() == 0
+        lines = guard.logs().splitlines()
+        import json
+
+        events = [json.loads(line) for line in lines if line.startswith("{")]
+        assert events, guard.logs()
+        assert all("severity" in e and "message" in e for e in events)
+        assert any(e.get("incident") == resolved["id"] for e in events)
+    finally:
+        guard.kill()
