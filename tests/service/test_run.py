@@ -3,14 +3,17 @@ a scenario plays, reverts the bad deploy, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .live import GuardProcess, LiveCloud, free_port, wait_for, write_config
+from .live import TOKEN, GuardProcess, LiveCloud, free_port, wait_for, write_config
 
 
 @pytest.fixture
@@ -64,6 +67,33 @@ def test_guard_run_reverts_while_serving_api_and_metrics(cloud: LiveCloud, tmp_p
         problems = (checked.stdout + checked.stderr).strip()
         assert checked.returncode == 0, problems
         assert not problems
+
+        # The deploy pipeline's gate, then a human lifts the freeze and takes the offer.
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            env = {**os.environ, "GUARD_TOKEN": TOKEN}
+            argv = [sys.executable, "-m", "guard.cli", *args, "--url", guard.url]
+            return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+
+        assert cli("gate", "pegasus").returncode == 1
+        assert cli("gate", "nonexistent").returncode == 2
+        lifted = cli("unfreeze", "pegasus", "--reason", "fixed forward in 009")
+        assert lifted.returncode == 0, lifted.stderr
+        assert "to-latest" in lifted.stdout  # the offer to undo the guard's pin
+        assert cli("gate", "pegasus").returncode == 0
+        audit = guard.get("/v1/incidents/" + str(resolved["id"])).json()
+        assert audit["id"] == resolved["id"]
+        answer = httpx.post(
+            guard.url + "/v1/apps/pegasus/to-latest",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        [service] = answer.json()["services"]
+        assert service["result"] == "moved to latest"
+        latest = cloud.guard_writes("UpdateService")[-1]
+        assert latest.request["service"]["traffic"][0]["type"] == (
+            "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+        )
 
         assert guard.terminate() == 0
         lines = guard.logs().splitlines()

@@ -76,7 +76,7 @@ async def serve(config: GuardConfig, rules: dict[str, GuardRule]) -> int:
         if leader:
             await runtime.start_acting()
         else:
-            await runtime.stop_acting()
+            await runtime.stop_acting(config.shutdown_grace_seconds)
 
     postgres = store.engine.dialect.name == "postgresql"
     leadership = Leadership(
@@ -124,8 +124,7 @@ async def serve(config: GuardConfig, rules: dict[str, GuardRule]) -> int:
                  config.shutdown_grace_seconds)  # fmt: skip
     finally:
         scheduler.shutdown(wait=False)
-        await runtime.stop_acting()
-        if not await runtime.quiesce(config.shutdown_grace_seconds):
+        if not await runtime.stop_acting(config.shutdown_grace_seconds):
             log.warning("an action was still running at the end of the grace period; its "
                         "intent stays open and is reconciled at the next start")  # fmt: skip
         await leadership.stop()

@@ -204,14 +204,21 @@ class Runtime:
                  len(self.watched), resumed)  # fmt: skip
         self._responding = asyncio.create_task(self._respond_loop(), name="responder")
 
-    async def stop_acting(self) -> None:
-        """Stop acting (leadership lost, or shutting down): no new work starts, and a
-        response in flight stops after its current step (`Responder.stopping`)."""
+    async def stop_acting(self, grace: float = 0.0) -> bool:
+        """Stop acting (leadership lost, or shutting down): no new work starts; a response
+        in flight may finish its current step within `grace` seconds, else it is cancelled
+        and its open intent is reconciled by the next leader or start. True if nothing was
+        cut off."""
         self.acting = False
         self.responder.stopping = True
         self._kick.set()  # the response loop sees `acting` is gone and ends
+        finished = True
         if self._responding is not None:
-            await asyncio.gather(self._responding, return_exceptions=True)
+            done, _ = await asyncio.wait({self._responding}, timeout=grace)
+            if not done:
+                finished = False
+                self._responding.cancel()
+                await asyncio.gather(self._responding, return_exceptions=True)
             self._responding = None
         if self._drain is not None:
             self._drain.cancel()
@@ -220,17 +227,7 @@ class Runtime:
         if self.source is not None:
             await self.source.stop()
             self.source = None
-
-    async def quiesce(self, grace: float) -> bool:
-        """Wait up to `grace` s for the response in flight to finish; True if it did.
-
-        Call after `stop_acting`: no new response starts, so holding the lock means none runs.
-        """
-        try:
-            async with asyncio.timeout(grace), self._respond_lock:
-                return True
-        except TimeoutError:
-            return False
+        return finished
 
     # -- cycles -------------------------------------------------------------------------------
 
