@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from guard.adapters.store import SqlStore, Store
 from guard.adapters.store_migrations import normalize_url
 
 from .support.postgres import fresh_postgres
@@ -82,3 +83,42 @@ def pg_admin(postgres_url: str) -> Iterator[sa.Engine]:
 def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
     """A fresh, empty PostgreSQL database (for tests only PostgreSQL can run)."""
     yield from fresh_postgres(pg_admin)
+
+
+# The `store` fixture: every store test runs on SQLite and on a fresh PostgreSQL database,
+# because the exactly-once guarantees rest on each backend's own locking (SQLite's BEGIN
+# IMMEDIATE, PostgreSQL's row locks and advisory locks).
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty database: a SQLite file in a temp dir, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'guard.db'}"
+    else:
+        yield from fresh_postgres(request.getfixturevalue("pg_admin"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    s = Store.open(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def twin(store: SqlStore, store_url: str) -> Iterator[SqlStore]:
+    """A second Store on the same database, as a second replica would hold it.
+
+    SQLite allows one guard per file, so there the twin is the store itself (racing threads).
+    """
+    if store.engine.dialect.name == "sqlite":
+        yield store
+        return
+    s = Store.open(store_url)
+    try:
+        yield s
+    finally:
+        s.close()

@@ -24,6 +24,7 @@ from guard.core.model import (
     Revision,
     ServiceRef,
 )
+from guard.core.page import Delivery, PageMessage
 
 
 class Clock(Protocol):
@@ -79,6 +80,24 @@ class ActionRecord:
             target=str(target),
             detail=str(detail),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PageRow:
+    """The latest version of one incident's page for one backend (the page outbox)."""
+
+    id: str
+    incident_id: str
+    backend: str
+    dedup_key: str
+    status: str  # pending | sent | failed
+    payload: Mapping[str, Any]  # the PageMessage as JSON (with its version)
+    version: int
+    sent_version: int
+    attempts: int
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    last_error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,3 +222,23 @@ class Store(Protocol):
     ) -> int: ...
 
     def audit_log(self, subject: str | None = None, *, limit: int = 100) -> list[AuditRecord]: ...
+
+
+class Notifier(Protocol):
+    """One configured paging backend: renders a `PageMessage` and delivers it once.
+
+    `send` never raises for the backend's answers or network errors: it returns a
+    `Delivery` saying whether to retry (and after how long) or give up on this version.
+    """
+
+    @property
+    def name(self) -> str:
+        """The backend's name in the configuration (e.g. "oncall-pd")."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """pagerduty | slack | alertmanager | opsgenie | webhook"""
+        ...
+
+    async def send(self, message: PageMessage) -> Delivery: ...

@@ -123,6 +123,18 @@ def test_cross_checks_rules_and_approvers(tmp_path: Path) -> None:
     assert all(p.line is not None for p in result.problems)
 
 
+def test_paging_routes_must_name_configured_notifiers(tmp_path: Path) -> None:
+    example = (ROOT / "config" / "example.yaml").read_text()
+    example = example.replace("rules_dir: ../rules", f"rules_dir: {ROOT / 'rules'}")
+    text = example.replace("warning: [team-slack]", "warning: [team-slak]")
+    result = check(_write(tmp_path, text))
+    [problem] = result.problems
+    assert problem.path == "apps.shop.paging.warning.0"
+    assert "'team-slak' is not defined under the top-level `notifiers`" in problem.message
+    bad_type = example.replace("type: opsgenie", "type: opsgeenie")
+    assert any("notifiers.opsgenie" in p.path for p in check(_write(tmp_path, bad_type)).problems)
+
+
 def test_required_approvals_cannot_exceed_approvers(tmp_path: Path) -> None:
     text = PEGASUS.read_text().replace("required_approvals: 2", "required_approvals: 3")
     with pytest.raises(ConfigError, match="required_approvals is 3 but only 2"):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,8 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 
 from guard import __version__
@@ -40,6 +36,8 @@ from guard.core.model import (
 from guard.service import auth
 from guard.service.api import create_app
 from guard.service.state import GuardState, UnknownAppError
+
+from ..support.http import serving
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ALICE_TOKEN = "alice-s3cret-token"
@@ -121,27 +119,6 @@ def populate(store: SqlStore) -> dict[str, str]:
     old, _ = store.open_incident("atlas", "atlas-web", "atlas-web-00007", at=T0 - timedelta(days=1))
     store.set_incident_state(old.id, IncidentState.RESOLVED, at=T0)
     return {"pegasus": bad.id, "atlas": old.id}
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """`app` on a real uvicorn server on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped before it started"
-        assert time.monotonic() < deadline, "uvicorn did not start in time"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ from tests.service.test_api import (
     Guard,
     make_guard,
     populate,
-    serving,
 )
+from tests.support.http import serving
 
 
 @click.group()

@@ -3,16 +3,19 @@ a scenario plays, reverts the bad deploy, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
+from guard.cli import main
+
+from ..paging.receivers import Webhook
+from ..support.http import serving
 from .live import TOKEN, GuardProcess, LiveCloud, free_port, wait_for, write_config
 
 
@@ -33,9 +36,21 @@ def _incident(guard: GuardProcess, state: str) -> dict[str, object] | None:
 
 def test_guard_run_reverts_while_serving_api_and_metrics(cloud: LiveCloud, tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(
-        tmp_path / "guard.yaml", cloud, store_url=f"sqlite:///{tmp_path}/guard.db", port=port
-    )
+    hook = Webhook(secret="whsec-live-0123456789")
+    with serving(hook.app()) as hook_url:
+        notifiers = {
+            "hook": {"type": "webhook", "url": f"{hook_url}/hooks/guard", "secret": hook.secret}
+        }
+        config = write_config(
+            tmp_path / "guard.yaml", cloud, store_url=f"sqlite:///{tmp_path}/guard.db", port=port,
+            notifiers=notifiers,
+        )  # fmt: skip
+        _run_and_check(cloud, config, port, tmp_path, hook)
+
+
+def _run_and_check(
+    cloud: LiveCloud, config: Path, port: int, tmp_path: Path, hook: Webhook
+) -> None:
     guard = GuardProcess(config, port, tmp_path / "guard.log")
     try:
         guard.wait_up()
@@ -47,6 +62,10 @@ def test_guard_run_reverts_while_serving_api_and_metrics(cloud: LiveCloud, tmp_p
         assert cloud.engine.world.run.serving_split("pegasus-api") == {"pegasus-api-00007-old": 100}
         [pin] = cloud.guard_writes("UpdateService")
         assert pin.request["updateMask"] == "traffic"
+        pages = wait_for(lambda: [r.json() for r in hook.accepted], 10, "the page arrived")
+        assert pages[0]["event"] == "trigger"
+        assert pages[0]["migration_file"] == "backend/migrations/002_enrollments_completed_at.sql"
+        wait_for(lambda: hook.accepted[-1].json()["event"] == "resolve", 10, "resolve paged")
         frozen = guard.get("/v1/freezes/pegasus").json()
         assert frozen["frozen"] is True
 
@@ -69,17 +88,17 @@ def test_guard_run_reverts_while_serving_api_and_metrics(cloud: LiveCloud, tmp_p
         assert not problems
 
         # The deploy pipeline's gate, then a human lifts the freeze and takes the offer.
-        def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            env = {**os.environ, "GUARD_TOKEN": TOKEN}
-            argv = [sys.executable, "-m", "guard.cli", *args, "--url", guard.url]
-            return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+        runner = CliRunner()
 
-        assert cli("gate", "pegasus").returncode == 1
-        assert cli("gate", "nonexistent").returncode == 2
+        def cli(*args: str) -> Result:
+            return runner.invoke(main, [*args, "--url", guard.url], env={"GUARD_TOKEN": TOKEN})
+
+        assert cli("gate", "pegasus").exit_code == 1
+        assert cli("gate", "nonexistent").exit_code == 2
         lifted = cli("unfreeze", "pegasus", "--reason", "fixed forward in 009")
-        assert lifted.returncode == 0, lifted.stderr
-        assert "to-latest" in lifted.stdout  # the offer to undo the guard's pin
-        assert cli("gate", "pegasus").returncode == 0
+        assert lifted.exit_code == 0, lifted.output
+        assert "to-latest" in lifted.output  # the offer to undo the guard's pin
+        assert cli("gate", "pegasus").exit_code == 0
         audit = guard.get("/v1/incidents/" + str(resolved["id"])).json()
         assert audit["id"] == resolved["id"]
         answer = httpx.post(

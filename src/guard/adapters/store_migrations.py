@@ -57,9 +57,23 @@ def _v2(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE incidents ADD COLUMN deploy JSON"))
 
 
+def _v3(conn: Connection) -> None:
+    # A page row holds the latest version of an incident's page per backend (an outbox
+    # that coalesces updates). As in v2, a store created at v3 already has the columns.
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("pages")}
+    for name, ddl in (
+        ("version", "INTEGER NOT NULL DEFAULT 1"),
+        ("sent_version", "INTEGER NOT NULL DEFAULT 0"),
+        ("content_key", "VARCHAR(64) NOT NULL DEFAULT ''"),
+    ):
+        if name not in columns:
+            conn.execute(sa.text(f"ALTER TABLE pages ADD COLUMN {name} {ddl}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create everything", _v1),
     Migration(2, "incidents remember their deploy", _v2),
+    Migration(3, "pages are versioned per backend", _v3),
 )
 CODE_VERSION = MIGRATIONS[-1].version
 _PG_LOCK_KEY = 0x6775617264  # "guard": pg_advisory_xact_lock key for schema upgrades

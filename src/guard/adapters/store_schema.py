@@ -189,6 +189,10 @@ pages = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("sent_at", UTCDateTime),
     sa.Column("last_error", sa.Text),
+    # v3: a page row is the latest version of one incident's page for one backend
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("sent_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("content_key", sa.String(64), nullable=False, server_default=""),
     sa.UniqueConstraint("backend", "dedup_key", name="uq_pages_dedup"),
     sa.Index("ix_pages_due", "status", "next_attempt_at"),
 )

@@ -71,6 +71,12 @@ def _cross_check(
                 path = ["apps", name, "restore", "approvers", i]
                 message = f"{approver!r} is not defined under the top-level `approvers`"
                 problems.append(doc.problem(path, message))
+        for severity, names in app.paging.model_dump().items():
+            for i, notifier in enumerate(names or ()):
+                if notifier not in config.notifiers:
+                    path = ["apps", name, "paging", severity, i]
+                    message = f"{notifier!r} is not defined under the top-level `notifiers`"
+                    problems.append(doc.problem(path, message))
         if app.restore.approvers and app.database is None:
             message = "restore approvers are set but the app has no `database` to restore"
             problems.append(doc.problem(["apps", name, "restore"], message))

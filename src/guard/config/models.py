@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AnyHttpUrl,
@@ -133,6 +133,19 @@ class RestoreConfig(Strict):
         return self
 
 
+class PagingRoute(Strict):
+    """Which notifiers (names from the top-level `notifiers`) an app pages, per severity.
+
+    Unset severities page every configured notifier: a page never goes nowhere by accident.
+    An empty list means "none" for that severity, on purpose.
+    """
+
+    critical: list[Name] | None = None
+    error: list[Name] | None = None
+    warning: list[Name] | None = None
+    info: list[Name] | None = None
+
+
 class AppConfig(Strict):
     """One app: the services deployed together and the database they share."""
 
@@ -152,6 +165,7 @@ class AppConfig(Strict):
     )
     dry_run: bool = Field(default=False, description="Decide and page, but write nothing.")
     restore: RestoreConfig = Field(default_factory=RestoreConfig)
+    paging: PagingRoute = Field(default_factory=PagingRoute)
 
     @field_validator("services")
     @classmethod
@@ -178,6 +192,56 @@ class ApproverConfig(Strict):
         return value
 
 
+class PagerDutyConfig(Strict):
+    """PagerDuty Events API v2: one incident = one dedup key; resolved when it resolves."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr = Field(description="The service integration's routing key.")
+    url: AnyHttpUrl = Field(default=AnyHttpUrl("https://events.pagerduty.com"))
+
+
+class SlackConfig(Strict):
+    """A Slack incoming webhook (Block Kit); each update is a new message in the thread."""
+
+    type: Literal["slack"]
+    webhook_url: SecretStr = Field(description="https://hooks.slack.com/services/...")
+
+
+class AlertmanagerConfig(Strict):
+    """Prometheus Alertmanager API v2; active alerts are re-sent, resolved with endsAt."""
+
+    type: Literal["alertmanager"]
+    url: AnyHttpUrl = Field(description="Base URL, e.g. http://alertmanager:9093")
+    resend_seconds: Seconds = Field(default=60.0, description="Re-send active alerts this often.")
+    active_for_seconds: Seconds = Field(
+        default=600.0,
+        description="endsAt of an active alert: now + this (a dead guard's "
+        "alert expires instead of staying forever).",
+    )
+
+
+class OpsgenieConfig(Strict):
+    """Opsgenie Alert API v2 (Atlassian ends Opsgenie in April 2027)."""
+
+    type: Literal["opsgenie"]
+    api_key: SecretStr
+    url: AnyHttpUrl = Field(default=AnyHttpUrl("https://api.opsgenie.com"))
+
+
+class WebhookConfig(Strict):
+    """A generic JSON webhook, optionally HMAC-signed (docs/paging-backends.md)."""
+
+    type: Literal["webhook"]
+    url: SecretStr = Field(description="May carry a token, so it is kept secret.")
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing key.")
+
+
+NotifierConfig = Annotated[
+    PagerDutyConfig | SlackConfig | AlertmanagerConfig | OpsgenieConfig | WebhookConfig,
+    Field(discriminator="type"),
+]
+
+
 class StoreConfig(Strict):
     """Where the guard keeps incidents, intents, freezes and approvals."""
 
@@ -194,6 +258,9 @@ class ApiConfig(Strict):
     port: int = Field(default=8080, ge=0, le=65535)
     read_auth: bool = Field(
         default=False, description="Require a token for read endpoints too (writes always do)."
+    )
+    public_url: AnyHttpUrl | None = Field(
+        default=None, description="How humans reach this API (links in pages)."
     )
 
 
@@ -244,6 +311,9 @@ class GuardConfig(BaseSettings):
 
     apps: dict[Name, AppConfig] = Field(min_length=1)
     approvers: dict[Name, ApproverConfig] = Field(default_factory=dict)
+    notifiers: dict[Name, NotifierConfig] = Field(
+        default_factory=dict, description="Paging backends by name; apps route to them."
+    )
     dry_run: bool = Field(default=False, description="Global dry run: no writes at all.")
     poll_interval_seconds: Seconds = Field(
         default=10.0, description="How often Cloud Run services are read for new deploys."

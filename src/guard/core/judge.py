@@ -165,7 +165,7 @@ def _log_evidence(hit: Hit) -> Evidence:
         service=r.service,
         revision=r.revision,
         data={
-            "text": r.text[:4000],
+            "text": _head_and_tail(r.text, 4000),
             "log_name": r.log_name,
             "insert_id": r.insert_id,
             "migration_file": c.migration_file,
@@ -174,6 +174,15 @@ def _log_evidence(hit: Hit) -> Evidence:
             "relation": c.relation,
         },
     )
+
+
+def _head_and_tail(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`, keeping its end: a Python traceback says what
+    went wrong on its last lines, after kilobytes of frames."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]}\n[…]\n{text[-(limit - head - 5) :]}"
 
 
 def _judge_readiness(deploy: Deploy, now: datetime, revision: Revision | None) -> Judged:

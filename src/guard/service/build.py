@@ -11,12 +11,28 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import httpx
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from guard.adapters.cloudsql import CloudSqlReader
+from guard.adapters.notify.alertmanager import AlertmanagerNotifier
+from guard.adapters.notify.opsgenie import OpsgenieNotifier
+from guard.adapters.notify.pagerduty import PagerDutyNotifier
+from guard.adapters.notify.slack import SlackNotifier
+from guard.adapters.notify.webhook import WebhookNotifier
 from guard.adapters.validation import ValidationReport, run_checks
-from guard.config.models import AppConfig, GuardConfig
+from guard.config.models import (
+    AlertmanagerConfig,
+    AppConfig,
+    GuardConfig,
+    OpsgenieConfig,
+    PagerDutyConfig,
+    SlackConfig,
+)
 from guard.core.model import Role, ServiceRef
+from guard.core.redact import Redactor
 from guard.core.rules import GuardRule
+from guard.ports import Notifier
 from guard.service.detector import WatchedApp
 from guard.service.responder import AppResponse, RecoveryWindow, Validator
 
@@ -94,3 +110,54 @@ def recovery_window(responses: Mapping[str, AppResponse], sql: CloudSqlReader) -
         return await sql.recovery_window(r.db_project, r.db_instance)
 
     return window
+
+
+def notifiers(config: GuardConfig, client: httpx.AsyncClient) -> dict[str, Notifier]:
+    """One notifier per configured backend, sharing the guard's HTTP client."""
+    out: dict[str, Notifier] = {}
+    for name, n in config.notifiers.items():
+        if isinstance(n, PagerDutyConfig):
+            out[name] = PagerDutyNotifier(
+                name, client, n.routing_key.get_secret_value(), base_url=str(n.url)
+            )
+        elif isinstance(n, SlackConfig):
+            out[name] = SlackNotifier(name, client, n.webhook_url.get_secret_value())
+        elif isinstance(n, AlertmanagerConfig):
+            out[name] = AlertmanagerNotifier(
+                name, client, base_url=str(n.url), active_for=n.active_for_seconds,
+                resend_every=n.resend_seconds,
+            )  # fmt: skip
+        elif isinstance(n, OpsgenieConfig):
+            out[name] = OpsgenieNotifier(
+                name, client, n.api_key.get_secret_value(), base_url=str(n.url)
+            )
+        else:
+            secret = n.secret.get_secret_value() if n.secret else None
+            out[name] = WebhookNotifier(name, client, n.url.get_secret_value(), secret=secret)
+    return out
+
+
+def resend_every(config: GuardConfig) -> dict[str, float]:
+    """Backends that forget alerts not re-sent (Alertmanager), and how often to re-send."""
+    return {
+        name: n.resend_seconds
+        for name, n in config.notifiers.items()
+        if isinstance(n, AlertmanagerConfig)
+    }
+
+
+def routes(config: GuardConfig) -> dict[str, dict[str, list[str] | None]]:
+    return {name: app.paging.model_dump() for name, app in config.apps.items()}
+
+
+def redactor(config: GuardConfig) -> Redactor:
+    """Redacts by pattern and every secret the configuration holds."""
+    secrets: list[str] = []
+    for n in config.notifiers.values():
+        for value in n.model_dump().values():
+            if isinstance(value, SecretStr):
+                secrets.append(value.get_secret_value())
+    url = make_url(config.store.url.get_secret_value())
+    if url.password:
+        secrets.append(str(url.password))
+    return Redactor(secrets)

@@ -42,6 +42,7 @@ from guard.core.rules import GuardRule, LogKind
 from guard.ports import ActionRecord
 from guard.service import crashpoints
 from guard.service.detector import Detector
+from guard.service.pager import Pager
 
 #: How long after a revert the reverted-to revision's logs are watched for schema errors.
 DEFAULT_SETTLE = timedelta(seconds=60)
@@ -84,12 +85,14 @@ class Responder:
         dry_run: bool = False,
         settle: timedelta = DEFAULT_SETTLE,
         on_action: ActionSink | None = None,
+        pager: Pager | None = None,
     ) -> None:
         self.apps, self.rules, self.store = apps, rules, store
         self.detector, self.writer, self.pipelines = detector, writer, pipelines
         self.validate, self.recovery_window = validate, recovery_window
         self.now, self.dry_run, self.settle = now, dry_run, settle
         self.on_action = on_action or (lambda incident, action: None)
+        self.pager = pager
         self._pending: list[tuple[str, Verdict]] = []
         #: Set when the guard stops acting: a drive ends after its current step, and the
         #: next step's intent is never written (the new leader or restart picks it up).
@@ -193,7 +196,22 @@ class Responder:
     # -- driving ----------------------------------------------------------------------------
 
     async def drive(self, incident: Incident) -> None:
-        """Run the incident's next steps until it waits, fails a step, or ends."""
+        """Run the incident's next steps until it waits, fails a step, or ends; then bring
+        its page up to date (once paged, every change of the story is an update)."""
+        try:
+            await self._drive(incident)
+        finally:
+            if self.pager is not None and not self.stopping:
+                await self._update_page(incident.id)
+
+    async def _update_page(self, incident_id: str) -> None:
+        assert self.pager is not None
+        current = await self._db(self.store.incident, incident_id)
+        page = None if current is None else await self._action(current, ActionKind.PAGE)
+        if current is not None and page is not None and page.status in _PAGED:
+            await self._db(self.pager.put, current)
+
+    async def _drive(self, incident: Incident) -> None:
         for _ in range(len(Step) + 1):
             if self.stopping:
                 return
@@ -310,7 +328,11 @@ class Responder:
         if step is Step.REVERT:
             return await self._revert(incident, dry)
         if step is Step.PAGE:
-            return ActionStatus.SUCCEEDED, {"page": await self._page_text(incident, decision)}
+            if self.pager is None:
+                return ActionStatus.SUCCEEDED, {"page": await self._page_text(incident, decision)}
+            message = await self._db(self.pager.compose, incident)
+            queued = await self._db(self.pager.put, incident)
+            return ActionStatus.SUCCEEDED, {"page": message.text(4000), "queued": queued}
         if step is Step.VALIDATE:
             return await self._validate(incident, app)
         return await self._escalate(incident, app)
@@ -446,6 +468,9 @@ class Responder:
     async def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Store calls are short synchronous transactions: run them off the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+_PAGED = frozenset({ActionStatus.SUCCEEDED, ActionStatus.SKIPPED})
 
 
 def _migration_file(verdict: Verdict) -> tuple[str, str] | None:

@@ -43,12 +43,15 @@ from guard.service import build
 from guard.service.control import Control
 from guard.service.detector import Detector, services_of
 from guard.service.metrics import Recorder
+from guard.service.pager import Pager
 from guard.service.responder import Responder
 
 log = logging.getLogger(__name__)
 
 #: A log source started on takeover reads back this far, to catch what happened meanwhile.
 BACKFILL = timedelta(minutes=10)
+#: How often due pages are delivered (seconds).
+PAGE_EVERY = 1.0
 #: A cycle older than this many intervals makes the guard not ready.
 STALE_AFTER = 3
 
@@ -85,6 +88,18 @@ class Runtime:
             monitoring=MonitoringReader(clients),
             on_verdict=self._on_verdict,
         )
+        self.redact = build.redactor(config)
+        self.pager = Pager(
+            store,
+            build.notifiers(config, http),
+            routes=build.routes(config),
+            rules=rules,
+            recorder=recorder,
+            now=now,
+            redact=self.redact,
+            api_url=str(config.api.public_url).rstrip("/") if config.api.public_url else None,
+            resend_every=build.resend_every(config),
+        )
         self.writer = CloudRunWriter(clients, sleep=writer_sleep)
         self.pipelines = CloudDeploy(clients, sleep=writer_sleep)
         self.responder = Responder(
@@ -102,6 +117,7 @@ class Runtime:
             dry_run=config.dry_run,
             settle=timedelta(seconds=config.settle_seconds),
             on_action=self._on_action,
+            pager=self.pager,
         )
         self.control = Control(self)
         self.source: LogSource | None = None
@@ -109,6 +125,7 @@ class Runtime:
         self.leader_info: Callable[[], Mapping[str, Any]] = lambda: {"leader": self.acting}
         self._drain: asyncio.Task[None] | None = None
         self._responding: asyncio.Task[None] | None = None
+        self._paging: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._respond_lock = asyncio.Lock()
         self._last_ok: dict[tuple[str, str], float] = {}
@@ -203,6 +220,7 @@ class Runtime:
         log.info("acting: watching %d app(s); %d open incident(s) resumed",
                  len(self.watched), resumed)  # fmt: skip
         self._responding = asyncio.create_task(self._respond_loop(), name="responder")
+        self._paging = asyncio.create_task(self._page_loop(), name="pager")
 
     async def stop_acting(self, grace: float = 0.0) -> bool:
         """Stop acting (leadership lost, or shutting down): no new work starts; a response
@@ -220,6 +238,10 @@ class Runtime:
                 self._responding.cancel()
                 await asyncio.gather(self._responding, return_exceptions=True)
             self._responding = None
+        if self._paging is not None:  # an undelivered page stays queued in the store
+            self._paging.cancel()
+            await asyncio.gather(self._paging, return_exceptions=True)
+            self._paging = None
         if self._drain is not None:
             self._drain.cancel()
             await asyncio.gather(self._drain, return_exceptions=True)
@@ -297,6 +319,20 @@ class Runtime:
                 async with asyncio.timeout(every):
                     await self._kick.wait()
             self._kick.clear()
+
+    async def deliver_pages(self) -> int:
+        """Send the pages that are due (a cycle; `guard run` loops it every second)."""
+        if not self.acting:
+            return 0
+        return await self.pager.deliver()
+
+    async def _page_loop(self) -> None:
+        while self.acting:
+            try:
+                await self.deliver_pages()
+            except Exception:
+                log.exception("delivering pages failed; retrying")
+            await asyncio.sleep(PAGE_EVERY)
 
     async def refresh_gauges(self) -> None:
         counts = await asyncio.to_thread(self._store.incident_counts)

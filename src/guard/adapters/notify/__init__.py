@@ -1,0 +1,1 @@
+"""Paging backends: one module per service, each rendering a PageMessage its own way."""
