@@ -36,7 +36,7 @@ from guard.adapters.logsource_pacing import Timer
 from guard.adapters.monitoring import MonitoringReader
 from guard.adapters.store import SqlStore
 from guard.config.models import GuardConfig
-from guard.core.model import ActionKind, ActionStatus, Incident, IncidentState, Outcome, Verdict
+from guard.core.model import ActionKind, ActionStatus, Incident, Outcome, Verdict
 from guard.core.rules import GuardRule
 from guard.ports import ActionRecord
 from guard.service import build
@@ -339,7 +339,8 @@ class Runtime:
         self.recorder.set_incidents(counts)
         frozen = await asyncio.to_thread(self._store.frozen_apps)
         self.recorder.set_frozen_apps([f.app for f in frozen if f.frozen], self.apps)
-        self.recorder.set_pending_restores(len(self.control.restore_proposals()))
+        proposals = await asyncio.to_thread(self.control.restore_proposals)
+        self.recorder.set_pending_restores(len(proposals))
 
     async def _drain_logs(self) -> None:
         assert self.source is not None
@@ -419,6 +420,3 @@ class Runtime:
             if any(s.name == service for s in app.services):
                 return app.name
         return "*"
-
-    def open_incidents_in(self, states: set[IncidentState]) -> list[Incident]:
-        return [i for i in self._store.incidents(open_only=True) if i.state in states]
