@@ -233,7 +233,7 @@ class Notifier(Protocol):
 
     @property
     def name(self) -> str:
-        """The backend's name in the configuration (e.g. "oncall-pd")."""
+        """The backend's name in the configuration (e.g. "oncall")."""
         ...
 
     @property

@@ -126,11 +126,11 @@ def test_cross_checks_rules_and_approvers(tmp_path: Path) -> None:
 def test_paging_routes_must_name_configured_notifiers(tmp_path: Path) -> None:
     example = (ROOT / "config" / "example.yaml").read_text()
     example = example.replace("rules_dir: ../rules", f"rules_dir: {ROOT / 'rules'}")
-    text = example.replace("warning: [team-slack]", "warning: [team-slak]")
+    text = example.replace("warning: [chat]", "warning: [chta]")
     result = check(_write(tmp_path, text))
     [problem] = result.problems
     assert problem.path == "apps.shop.paging.warning.0"
-    assert "'team-slak' is not defined under the top-level `notifiers`" in problem.message
+    assert "'chta' is not defined under the top-level `notifiers`" in problem.message
     bad_type = example.replace("type: opsgenie", "type: opsgeenie")
     assert any("notifiers.opsgenie" in p.path for p in check(_write(tmp_path, bad_type)).problems)
 

@@ -8,13 +8,14 @@ the intent log's once-only finish, freezes with their audit lines, and UTC round
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from guard import ports
 from guard.adapters import store_schema
-from guard.adapters.store import SqlStore, Store, StoreVersionError
+from guard.adapters.store import SqlStore, Store, StoreError, StoreVersionError
 from guard.adapters.store_migrations import CODE_VERSION, normalize_url
 from guard.core.model import (
     ActionKind,
@@ -205,3 +206,8 @@ def test_times_come_back_aware_utc(store: SqlStore) -> None:
 def test_sql_store_is_the_store_port(store: SqlStore) -> None:
     port: ports.Store = store  # mypy checks the structure; the test keeps it in the suite
     assert port.ping()
+
+
+def test_a_missing_sqlite_directory_is_a_clear_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"does the directory .*nowhere exist"):
+        Store.open(f"sqlite:///{tmp_path}/nowhere/guard.db")

@@ -97,7 +97,13 @@ class FileLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        f = self.path.open("a+", encoding="utf-8")
+        try:
+            f = self.path.open("a+", encoding="utf-8")
+        except OSError as err:  # a missing or read-only directory: say which, not a traceback
+            raise StoreError(
+                f"cannot use the SQLite store next to {self.path}: {err.strerror} "
+                f"(does the directory {self.path.parent} exist and is it writable?)"
+            ) from err
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
