@@ -102,10 +102,10 @@ class Pager:
             api_url=self.api_url,
         )
 
-    def put(self, incident: Incident) -> dict[str, int | None]:
-        """Queue the incident's page for its backends; the new version per backend (None:
-        that backend already has this content)."""
-        message = self.compose(incident)
+    def put(self, incident: Incident, message: PageMessage | None = None) -> dict[str, int | None]:
+        """Queue the incident's page (`message`, when just composed) for its backends; the
+        new version per backend (None: that backend already has this content)."""
+        message = message or self.compose(incident)
         key = content_key(message)
         already = {p.backend for p in self.store.pages(incident.id)}
         queued: dict[str, int | None] = {}

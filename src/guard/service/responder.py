@@ -49,7 +49,7 @@ DEFAULT_SETTLE = timedelta(seconds=60)
 
 Validator = Callable[[str], Awaitable[ValidationReport | None]]
 #: Told of every finished step (metrics, logs): the incident, its action, the outcome.
-ActionSink = Callable[[Incident, ActionRecord], None]
+ActionSink = Callable[[Incident, ActionRecord], Awaitable[None]]
 RecoveryWindow = Callable[[str], Awaitable[tuple[datetime, datetime] | None]]
 
 
@@ -91,7 +91,7 @@ class Responder:
         self.detector, self.writer, self.pipelines = detector, writer, pipelines
         self.validate, self.recovery_window = validate, recovery_window
         self.now, self.dry_run, self.settle = now, dry_run, settle
-        self.on_action = on_action or (lambda incident, action: None)
+        self.on_action = on_action or _nothing
         self.pager = pager
         self._pending: list[tuple[str, Verdict]] = []
         #: Set when the guard stops acting: a drive ends after its current step, and the
@@ -271,8 +271,9 @@ class Responder:
         split = await self.writer.current_split(service)
         targets = self.detector.tracker.revert_targets(service)
         changed = self.detector.tracker.traffic_changed_by_others(service) is not None
-        validation = await self._validation_result(incident)
-        revert = await self._action(incident, ActionKind.REVERT)
+        done = await self._db(self.store.actions, incident.id)
+        validation = _validation_result(done)
+        revert = next((a for a in done if a.kind is ActionKind.REVERT), None)
         return Facts(
             action=strongest(actions),
             bad_share=split.get(incident.bad_revision, 0),
@@ -282,13 +283,6 @@ class Responder:
             schema_errors_after_revert=False if validation is None else validation[1],
             revert_failed=revert is not None and revert.status is ActionStatus.FAILED,
         )
-
-    async def _validation_result(self, incident: Incident) -> tuple[bool, bool] | None:
-        for action in await self._db(self.store.actions, incident.id):
-            if action.kind is ActionKind.VALIDATE and action.status is not ActionStatus.INTENDED:
-                outcome = action.outcome or {}
-                return bool(outcome.get("passed")), bool(outcome.get("schema_errors"))
-        return None
 
     async def _perform(self, incident: Incident, decision: Decision) -> bool:
         """Run one step behind its intent; True when it succeeded (now or before a crash)."""
@@ -315,7 +309,7 @@ class Responder:
         crashpoints.reached(f"{step.value}:finished")
         finished = await self._db(self.store.action, record.id)
         if finished is not None:
-            self.on_action(incident, finished)
+            await self.on_action(incident, finished)
         return status is not ActionStatus.FAILED
 
     async def _execute(
@@ -331,7 +325,7 @@ class Responder:
             if self.pager is None:
                 return ActionStatus.SUCCEEDED, {"page": await self._page_text(incident, decision)}
             message = await self._db(self.pager.compose, incident)
-            queued = await self._db(self.pager.put, incident)
+            queued = await self._db(self.pager.put, incident, message)
             return ActionStatus.SUCCEEDED, {"page": message.text(4000), "queued": queued}
         if step is Step.VALIDATE:
             return await self._validate(incident, app)
@@ -468,6 +462,19 @@ class Responder:
     async def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Store calls are short synchronous transactions: run them off the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _validation_result(actions: list[ActionRecord]) -> tuple[bool, bool] | None:
+    """(passed, schema errors) of a finished validation, or None before one ran."""
+    for action in actions:
+        if action.kind is ActionKind.VALIDATE and action.status is not ActionStatus.INTENDED:
+            outcome = action.outcome or {}
+            return bool(outcome.get("passed")), bool(outcome.get("schema_errors"))
+    return None
+
+
+async def _nothing(incident: Incident, action: ActionRecord) -> None:
+    return None
 
 
 _PAGED = frozenset({ActionStatus.SUCCEEDED, ActionStatus.SKIPPED})

@@ -362,7 +362,7 @@ class Runtime:
         )  # fmt: skip
         self.responder.on_verdict(app, verdict)
 
-    def _on_action(self, incident: Incident, action: ActionRecord) -> None:
+    async def _on_action(self, incident: Incident, action: ActionRecord) -> None:
         outcome = action.outcome or {}
         log.info(
             "incident %s: %s %s", incident.id, action.kind.value, action.status.value,
@@ -379,7 +379,7 @@ class Runtime:
         }.get(action.status, action.status.value)
         self.recorder.revert(incident.app, status)
         if action.status is ActionStatus.SUCCEEDED and action.finished_at is not None:
-            evidence = self._store.evidence(incident.id)
+            evidence = await asyncio.to_thread(self._store.evidence, incident.id)
             first = min((e.at for e in evidence), default=incident.opened_at)
             seconds = max((action.finished_at - first).total_seconds(), 0.0)
             self.recorder.time_to_revert(incident.app, seconds)

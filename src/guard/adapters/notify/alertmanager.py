@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from guard.adapters.notify.http import HttpNotifier
 from guard.core.page import Delivery, PageEvent, PageMessage, PageSeverity
 
 ALERTNAME = "DeployGuardIncident"
@@ -164,8 +165,10 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-class AlertmanagerNotifier:
+class AlertmanagerNotifier(HttpNotifier):
     """One Alertmanager (or an HA pair behind one URL) as a paging backend."""
+
+    KIND = "alertmanager"
 
     def __init__(
         self,
@@ -182,22 +185,12 @@ class AlertmanagerNotifier:
                 f"need 0 < resend_every ({resend_every}) < active_for ({active_for}): "
                 "else an open incident's alert expires between re-sends"
             )
-        self._name = name
-        self._client = client
+        super().__init__(name, client, source)
         self._url = base_url.rstrip("/") + "/api/v2/alerts"
         self._active_for = active_for
         self._resend_every = resend_every
-        self._source = source
         # incident id -> the severity its alert was last sent active under (open ones only)
         self._active: dict[str, frozenset[PageSeverity]] = {}
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def kind(self) -> str:
-        return "alertmanager"
 
     @property
     def resend_every(self) -> float:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -171,3 +171,21 @@ def fitted_text(message: PageMessage, limit: int) -> str:
         message = replace(message, proposal=replace(proposal, gcloud=("… commands not shown",)))
     lines = message.text().split("\n")  # still too long: every part a little, then a cut
     return truncate("\n".join(truncate(line, _TEXT_LINE) for line in lines), limit)
+
+
+class HttpNotifier:
+    """What every notifier shares: its configured name, its kind, the injected client and
+    the `source` it reports. Subclasses set `KIND` and implement `send`."""
+
+    KIND: ClassVar[str] = ""
+
+    def __init__(self, name: str, client: httpx.AsyncClient, source: str) -> None:
+        self._name, self._client, self._source = name, client, source
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        return self.KIND

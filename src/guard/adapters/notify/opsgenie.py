@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from guard.adapters.notify.http import encode_json, fit_key, fitted_text, post_json
+from guard.adapters.notify.http import HttpNotifier, encode_json, fit_key, fitted_text, post_json
 from guard.core.page import Delivery, PageEvent, PageMessage, PageSeverity, truncate
 
 DEFAULT_BASE_URL = "https://api.opsgenie.com"
@@ -112,8 +112,10 @@ def render_close(message: PageMessage, source: str = "deploy-guard") -> dict[str
     return {"source": truncate(source, SOURCE_LIMIT), "note": truncate(note, NOTE_LIMIT)}
 
 
-class OpsgenieNotifier:
+class OpsgenieNotifier(HttpNotifier):
     """An Opsgenie API integration (one GenieKey)."""
+
+    KIND = "opsgenie"
 
     def __init__(
         self,
@@ -124,19 +126,9 @@ class OpsgenieNotifier:
         base_url: str = DEFAULT_BASE_URL,
         source: str = "deploy-guard",
     ) -> None:
-        self._name = name
-        self._client = client
+        super().__init__(name, client, source)
         self._key = api_key
         self._base = base_url.rstrip("/")
-        self._source = source
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def kind(self) -> str:
-        return "opsgenie"
 
     async def send(self, message: PageMessage) -> Delivery:
         if message.event is PageEvent.RESOLVE:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from guard.adapters.notify.http import encode_json, fit_key, fitted_text, post_json
+from guard.adapters.notify.http import HttpNotifier, encode_json, fit_key, fitted_text, post_json
 from guard.core.page import Delivery, PageEvent, PageMessage, truncate
 
 DEFAULT_BASE_URL = "https://events.pagerduty.com"
@@ -108,8 +108,10 @@ def render(message: PageMessage, routing_key: str, source: str = "deploy-guard")
     return event
 
 
-class PagerDutyNotifier:
+class PagerDutyNotifier(HttpNotifier):
     """A PagerDuty service's Events API v2 integration (one routing key)."""
+
+    KIND = "pagerduty"
 
     def __init__(
         self,
@@ -120,19 +122,9 @@ class PagerDutyNotifier:
         base_url: str = DEFAULT_BASE_URL,
         source: str = "deploy-guard",
     ) -> None:
-        self._name = name
-        self._client = client
+        super().__init__(name, client, source)
         self._routing_key = routing_key
         self._url = f"{base_url.rstrip('/')}/v2/enqueue"
-        self._source = source
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def kind(self) -> str:
-        return "pagerduty"
 
     async def send(self, message: PageMessage) -> Delivery:
         body = encode_json(render(message, self._routing_key, self._source))

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from guard.adapters.notify.http import encode_json, post_json
+from guard.adapters.notify.http import HttpNotifier, encode_json, post_json
 from guard.core.page import Delivery, PageEvent, PageMessage, PageSeverity, truncate
 
 HEADER_LIMIT = 150
@@ -148,8 +148,10 @@ def render(message: PageMessage) -> dict[str, Any]:
     }
 
 
-class SlackNotifier:
+class SlackNotifier(HttpNotifier):
     """One Slack incoming webhook (one channel)."""
+
+    KIND = "slack"
 
     def __init__(
         self,
@@ -159,20 +161,10 @@ class SlackNotifier:
         *,
         source: str = "deploy-guard",
     ) -> None:
-        self._name = name
-        self._client = client
+        super().__init__(name, client, source)
         self._url = webhook_url
-        self._source = source
         path = urlsplit(webhook_url).path
         self._secrets = (webhook_url, path) if len(path) > 1 else (webhook_url,)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def kind(self) -> str:
-        return "slack"
 
     async def send(self, message: PageMessage) -> Delivery:
         body = encode_json(render(message))

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from guard.adapters.notify.http import encode_json, post_json
+from guard.adapters.notify.http import HttpNotifier, encode_json, post_json
 from guard.core.page import Delivery, PageMessage
 
 SCHEMA = "deploy-guard.page/v1"
@@ -90,8 +90,10 @@ def headers(
     return out
 
 
-class WebhookNotifier:
+class WebhookNotifier(HttpNotifier):
     """One receiver URL, optionally with a shared signing secret."""
+
+    KIND = "webhook"
 
     def __init__(
         self,
@@ -103,23 +105,13 @@ class WebhookNotifier:
         source: str = "deploy-guard",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._name = name
-        self._client = client
+        super().__init__(name, client, source)
         self._url = url
         self._secret = secret
-        self._source = source
         self._clock = clock
         parts = urlsplit(url)
         hidden = (url, parts.path if len(parts.path) > 1 else "", parts.query, secret or "")
         self._secrets = tuple(s for s in hidden if s)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def kind(self) -> str:
-        return "webhook"
 
     async def send(self, message: PageMessage) -> Delivery:
         body = encode_json(render(message))
