@@ -18,6 +18,7 @@ from guard import __version__
 from guard.adapters.store import StoreError
 from guard.cli_classify import classify_command
 from guard.cli_client import gate_command, incidents_command, unfreeze_command
+from guard.cli_restore import restore_group
 from guard.config.check import check as run_check
 from guard.core.rules import rule_json_schema
 from guard.service.jsonlog import configure_logging
@@ -126,6 +127,7 @@ main.add_command(classify_command)
 main.add_command(gate_command)
 main.add_command(incidents_command)
 main.add_command(unfreeze_command)
+main.add_command(restore_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

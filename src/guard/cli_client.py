@@ -33,7 +33,7 @@ class GuardApiError(Exception):
     """The guard did not give a usable answer."""
 
 
-def _connection_options(command: F) -> F:
+def connection_options(command: F) -> F:
     command = click.option(
         "--token",
         envvar="GUARD_TOKEN",
@@ -49,7 +49,7 @@ def _connection_options(command: F) -> F:
     )(command)
 
 
-def _request(
+def request(
     url: str,
     token: str | None,
     method: str,
@@ -77,7 +77,7 @@ def _request(
         raise GuardApiError(f"{method} {path}: the answer is not JSON") from exc
 
 
-def _seg(value: str) -> str:
+def seg(value: str) -> str:
     """`value` as one URL path segment."""
     return quote(value, safe="")
 
@@ -92,12 +92,12 @@ def _error_text(response: httpx.Response) -> str:
     return json.dumps(doc)[:200]
 
 
-def _fail(command: str, reason: object) -> NoReturn:
+def fail(command: str, reason: object) -> NoReturn:
     click.echo(f"guard {command}: {reason}", err=True)
     raise SystemExit(EXIT_ERROR)
 
 
-def _expect(doc: Any, kind: type, what: str) -> Any:
+def expect(doc: Any, kind: type, what: str) -> Any:
     if not isinstance(doc, kind):
         raise GuardApiError(f"unexpected answer for {what}: {json.dumps(doc)[:200]}")
     return doc
@@ -105,19 +105,19 @@ def _expect(doc: Any, kind: type, what: str) -> Any:
 
 @click.command("gate")
 @click.argument("app")
-@_connection_options
+@connection_options
 def gate_command(app: str, url: str, token: str | None) -> None:
     """Exit 0 if APP may deploy, 1 if it is frozen, 2 if the guard cannot say.
 
     Asks a running guard (GET /v1/freezes/APP) and prints one line.
     """
     try:
-        doc = _expect(_request(url, token, "GET", f"/v1/freezes/{_seg(app)}"), dict, "the freeze")
+        doc = expect(request(url, token, "GET", f"/v1/freezes/{seg(app)}"), dict, "the freeze")
         frozen = doc.get("frozen")
         if not isinstance(frozen, bool):
             raise GuardApiError(f"unexpected answer for the freeze: {json.dumps(doc)[:200]}")
     except GuardApiError as exc:
-        _fail("gate", exc)
+        fail("gate", exc)
     if not frozen:
         click.echo(f"{app}: open")
         return
@@ -131,7 +131,7 @@ def gate_command(app: str, url: str, token: str | None) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Resolved and superseded ones too.")
 @click.option("--app", "app", default=None, help="Only this app's incidents.")
 @click.option("--json", "as_json", is_flag=True, help="The API's JSON instead of a table.")
-@_connection_options
+@connection_options
 def incidents_command(
     show_all: bool, app: str | None, as_json: bool, url: str, token: str | None
 ) -> None:
@@ -140,11 +140,11 @@ def incidents_command(
     if app:
         params["app"] = app
     try:
-        found = _request(url, token, "GET", "/v1/incidents", params=params)
-        found = _expect(found, list, "incidents")
-        rows = [_expect(i, dict, "an incident") for i in found]
+        found = request(url, token, "GET", "/v1/incidents", params=params)
+        found = expect(found, list, "incidents")
+        rows = [expect(i, dict, "an incident") for i in found]
     except GuardApiError as exc:
-        _fail("incidents", exc)
+        fail("incidents", exc)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -152,13 +152,13 @@ def incidents_command(
         click.echo("no incidents" if show_all else "no open incidents")
         return
     columns = ("id", "app", "service", "bad_revision", "state", "opened_at", "rules")
-    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    table = [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[n]) for r in table)) for n, c in enumerate(columns)]
     for line in [[c.upper() for c in columns], *table]:
         click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -172,7 +172,7 @@ def _cell(value: Any) -> str:
 @click.argument("app")
 @click.option("--reason", default=None, help="Why; kept in the audit trail.")
 @click.option("--to-latest", is_flag=True, help="Also send traffic back to the latest revisions.")
-@_connection_options
+@connection_options
 def unfreeze_command(
     app: str, reason: str | None, to_latest: bool, url: str, token: str | None
 ) -> None:
@@ -183,15 +183,15 @@ def unfreeze_command(
     """
     body = None if reason is None else {"reason": reason}
     try:
-        lifted = _request(url, token, "POST", f"/v1/freezes/{_seg(app)}/lift", body=body)
-        lifted = _expect(lifted, dict, "the lift")
+        lifted = request(url, token, "POST", f"/v1/freezes/{seg(app)}/lift", body=body)
+        lifted = expect(lifted, dict, "the lift")
         was = {True: "freeze lifted", False: "was not frozen"}.get(lifted.get("lifted"), "lift")
         _show(f"{app}: {was}", {k: v for k, v in lifted.items() if k != "lifted"})
         if to_latest:
-            moved = _request(url, token, "POST", f"/v1/apps/{_seg(app)}/to-latest")
-            _show(f"{app}: traffic to the latest revisions", _expect(moved, dict, "to-latest"))
+            moved = request(url, token, "POST", f"/v1/apps/{seg(app)}/to-latest")
+            _show(f"{app}: traffic to the latest revisions", expect(moved, dict, "to-latest"))
     except GuardApiError as exc:
-        _fail("unfreeze", exc)
+        fail("unfreeze", exc)
 
 
 def _show(title: str, doc: Mapping[str, Any]) -> None:

@@ -84,6 +84,7 @@ def test_escalated_page_carries_the_proposal_and_resolved_page_resolves() -> Non
         "gcloud": ["gcloud sql instances clone pegasus-db-eu pegasus-db-eu-pitr-0301-1150 "
                    "--point-in-time=2026-03-01T11:50:00Z"],
         "option_b_file": "backend/migrations/003_fix_rename_course_title.sql", "problems": [],
+        "restore_id": "r0123456789a", "backup_restore_id": "rb123456789a", "approvals_required": 2,
     }  # fmt: skip
     escalated = _page(
         _incident(IncidentState.ESCALATED),
@@ -91,9 +92,24 @@ def test_escalated_page_carries_the_proposal_and_resolved_page_resolves() -> Non
     )
     assert escalated.severity is PageSeverity.CRITICAL
     text = escalated.text()
-    assert "guard restore approve abc123" in text
+    assert "guard restore plan r0123456789a, then guard restore approve r0123456789a" in text
+    assert "(2 distinct approvers)" in text
+    assert (
+        "DESTRUCTIVE, restore the last backup in place: guard restore approve rb123456789a" in text
+    )
+    unopened = _page(  # no restore was opened (no desk): say how to propose one
+        _incident(IncidentState.ESCALATED),
+        [*ACTIONS, ActionLine("escalate", "succeeded", {"proposal": {
+            "point_in_time": "2026-03-01T11:50:00Z", "clone_name": "x", "gcloud": []}})],
+    )  # fmt: skip
+    assert "guard restore propose pegasus --at 2026-03-01T11:50:00Z" in unopened.text()
     assert "003_fix_rename_course_title.sql" in text
     assert "--point-in-time=2026-03-01T11:50:00Z" in text
+    restored = _page(
+        _incident(IncidentState.RESOLVED),
+        [*ACTIONS, ActionLine("restore", "succeeded", {"summary": "database restored: clone x"})],
+    )
+    assert "restore (database restored: clone x): succeeded" in restored.text()
     resolved = _page(_incident(IncidentState.RESOLVED))
     assert resolved.event is PageEvent.RESOLVE
     assert resolved.dedup_key == escalated.dedup_key

@@ -35,6 +35,7 @@ from guard.core.model import (
 )
 from guard.service import auth
 from guard.service.api import create_app
+from guard.service.restores import RestoreRequestError
 from guard.service.state import GuardState, UnknownAppError
 
 from ..support.http import serving
@@ -47,6 +48,23 @@ APPROVERS = {
     "bob": hashlib.sha256(BOB_TOKEN.encode()).hexdigest(),
 }
 ALICE = {"Authorization": f"Bearer {ALICE_TOKEN}"}
+
+
+class Restores:
+    """The restore side of the state: one proposal listed, every other request refused
+    (the real restore desk is exercised end to end in tests/restore)."""
+
+    async def restores(self, app: str | None = None) -> list[dict[str, Any]]:
+        return [{"id": "r-1", "app": "pegasus", "point_in_time": T0.isoformat()}]
+
+    async def show(self, restore_id: str) -> dict[str, Any]:
+        raise RestoreRequestError(404, f"no restore {restore_id}")
+
+    async def propose(self, app_name: str, **kw: Any) -> Any:
+        raise RestoreRequestError(403, "refused")
+
+    async def vote(self, restore_id: str, approver: str, decision: Any, reason: str = "") -> Any:
+        raise RestoreRequestError(409, f"restore {restore_id} takes no more votes")
 
 
 class Guard:
@@ -76,8 +94,9 @@ class Guard:
     def status(self) -> Mapping[str, Any]:
         return {"role": "leader", "version": __version__, "dry_run": False}
 
-    def restore_proposals(self) -> Sequence[Mapping[str, Any]]:
-        return [{"incident_id": "inc-1", "app": "pegasus", "point_in_time": T0.isoformat()}]
+    @property
+    def restores(self) -> Restores:
+        return Restores()
 
     async def lift_freeze(self, app: str, by: str, reason: str) -> Mapping[str, Any]:
         if app not in self.apps:
@@ -198,8 +217,14 @@ def test_status_and_restores(api: httpx.Client) -> None:
         "role": "leader", "version": __version__, "dry_run": False,
     }  # fmt: skip
     assert api.get("/v1/restores").json() == [
-        {"incident_id": "inc-1", "app": "pegasus", "point_in_time": "2026-03-01T12:00:00+00:00"}
+        {"id": "r-1", "app": "pegasus", "point_in_time": "2026-03-01T12:00:00+00:00"}
     ]
+    missing = api.get("/v1/restores/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not_found", "detail": "no restore nope"}
+    closed = api.post("/v1/restores/r-1/approve", headers=ALICE)
+    assert closed.status_code == 409
+    assert closed.json()["error"] == "conflict"
 
 
 def test_incidents_open_by_default_all_on_request_and_by_app(
@@ -392,6 +417,8 @@ def test_openapi_describes_every_path_and_shape(api: httpx.Client) -> None:
         "/healthz", "/readyz", "/metrics", "/v1/status", "/v1/incidents",
         "/v1/incidents/{incident_id}", "/v1/freezes", "/v1/freezes/{app_name}",
         "/v1/freezes/{app_name}/lift", "/v1/apps/{app_name}/to-latest", "/v1/restores",
+        "/v1/restores/{restore_id}", "/v1/restores/{restore_id}/approve",
+        "/v1/restores/{restore_id}/reject",
     }  # fmt: skip
     schemas = doc["components"]["schemas"]
     assert {"IncidentOut", "IncidentDetailOut", "FreezeOut", "ActionOut", "ErrorOut"} <= set(

@@ -134,7 +134,7 @@ def split_of(svc: run_v2.Service) -> dict[str, int]:
     return split
 
 
-def _only(targets: Any, revision: str | None) -> bool:
+def only_to(targets: Any, revision: str | None) -> bool:
     """Whether `targets` send exactly 100% to `revision` (None: LATEST) and nothing else."""
     live = [t for t in targets if t.percent]
     if len(live) != 1 or live[0].percent != 100:
@@ -144,8 +144,8 @@ def _only(targets: Any, revision: str | None) -> bool:
     return live[0].type_ == REVISION and _short(live[0].revision) == revision
 
 
-def _spec_holds(svc: run_v2.Service, revision: str | None) -> bool:
-    return (revision is None and not svc.traffic) or _only(svc.traffic, revision)
+def spec_holds(svc: run_v2.Service, revision: str | None) -> bool:
+    return (revision is None and not svc.traffic) or only_to(svc.traffic, revision)
 
 
 class OperationWriter:
@@ -223,24 +223,17 @@ class CloudRunWriter(OperationWriter):
                 if refusal is not None:
                     code, message = refusal
                     return result(False, code, message, before=before, after=before)
-            if _spec_holds(svc, revision) and _only(svc.traffic_statuses, revision):
+            if spec_holds(svc, revision) and only_to(svc.traffic_statuses, revision):
                 message = f"traffic already 100% on {target}: nothing to write"
                 return result(True, "OK", message, before=before, after=before)
             if dry_run:
                 message = f"dry run: would send 100% to {target} (now {before})"
                 return result(True, "OK", message, before=before, dry_run=True)
-            code, message = "OK", ""
-            if not (_spec_holds(svc, revision) and svc.reconciling):  # else: ours, in flight
+            if not (spec_holds(svc, revision) and svc.reconciling):  # else: ours, in flight
                 operation, wrote = await self._write(service, svc, revision), True
-            if operation:
-                code, message = await wait_operation(
-                    self._caller,
-                    self._clients.run_services_async().get_operation,
-                    operation,
-                    limit=self.op_timeout,
-                    poll=self.poll,
-                )
-            after, serving = await self._verify(service, revision, settle=code == "OK")
+            code, message, after, serving = await self._land(
+                service, operation, lambda s: only_to(s.traffic_statuses, revision)
+            )
         except exceptions.GoogleAPICallError as err:
             message = err.message or str(err)
             return result(
@@ -281,7 +274,7 @@ class CloudRunWriter(OperationWriter):
 
         async def landed() -> bool:
             current[0] = await self._get_service(service)  # fresh etag; did the call land?
-            return _spec_holds(current[0], revision)
+            return spec_holds(current[0], revision)
 
         def send() -> Awaitable[Any]:
             target = run_v2.TrafficTarget(type_=kind, revision=revision or "", percent=100)
@@ -295,18 +288,28 @@ class CloudRunWriter(OperationWriter):
 
         return await self._write_once("UpdateService", send, landed)
 
-    async def _verify(
-        self, service: ServiceRef, revision: str | None, *, settle: bool
-    ) -> tuple[dict[str, int], bool]:
-        """Re-read the service: its split and whether it serves 100% from the target. While
-        it still reconciles after a successful operation, read again (bounded)."""
+    async def _land(
+        self, service: ServiceRef, operation: str, serves: Callable[[run_v2.Service], bool]
+    ) -> tuple[str, str, dict[str, int], bool]:
+        """Wait for `operation` (if any), then re-read the service until `serves` says the
+        write took effect: (code, message, split after, served). While it still reconciles
+        after a successful operation, read again (bounded)."""
+        code, message = "OK", ""
+        if operation:
+            code, message = await wait_operation(
+                self._caller,
+                self._clients.run_services_async().get_operation,
+                operation,
+                limit=self.op_timeout,
+                poll=self.poll,
+            )
         for _ in range(max(1, int(self.op_timeout / max(self.poll, 1e-3)))):
             svc = await self._get_service(service)
-            serving = _only(svc.traffic_statuses, revision)
-            if serving or not settle or not svc.reconciling:
-                return split_of(svc), serving
+            served = serves(svc)
+            if served or code != "OK" or not svc.reconciling:
+                return code, message, split_of(svc), served
             await self._caller.sleep(self.poll)
-        return split_of(svc), False
+        return code, message, split_of(svc), False
 
     async def _get_service(self, service: ServiceRef) -> run_v2.Service:
         client = self._clients.run_services_async()

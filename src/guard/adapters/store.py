@@ -23,7 +23,7 @@ from guard.adapters import store_migrations as mig
 from guard.adapters import store_schema as t
 from guard.adapters.store_actions import new_id
 from guard.adapters.store_migrations import StoreError, StoreLockedError, StoreVersionError
-from guard.adapters.store_pages import PageOutbox
+from guard.adapters.store_restores import RestoreBook
 from guard.core.model import (
     DeployInfo,
     DeployKind,
@@ -48,7 +48,7 @@ __all__ = [
 CLOSED_STATES = frozenset({IncidentState.RESOLVED, IncidentState.SUPERSEDED})
 
 
-class SqlStore(PageOutbox):
+class SqlStore(RestoreBook):
     """The `guard.ports.Store` on SQLite (one replica) or PostgreSQL (several)."""
 
     @classmethod

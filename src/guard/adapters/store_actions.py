@@ -74,19 +74,58 @@ class IntentLog:
 
         Only the caller that gets `created=True` may perform the action.
         """
+        row, created = self._intend_row(
+            t.actions, key, intent, at=at, incident_id=incident_id, kind=kind.value
+        )
+        return _action(row), created
+
+    # The intent-log mechanics, shared by incident actions and restore steps (same columns:
+    # id, key UNIQUE, status, intent, outcome, created_at, finished_at, attempts).
+
+    def _intend_row(
+        self, table: sa.Table, key: str, intent: Mapping[str, Any], *, at: datetime,
+        **owner: Any,
+    ) -> tuple[Row[Any], bool]:  # fmt: skip
         stmt = (
-            self._insert(t.actions)
+            self._insert(table)
             .values(
-                id=new_id(), incident_id=incident_id, kind=kind.value, key=key,
-                status=ActionStatus.INTENDED.value, intent=t.jsonable(intent),
-                outcome=None, created_at=at, finished_at=None, attempts=1,
+                id=new_id(), key=key, status=ActionStatus.INTENDED.value,
+                intent=t.jsonable(intent), outcome=None, created_at=at, finished_at=None,
+                attempts=1, **owner,
             )
             .on_conflict_do_nothing(index_elements=["key"])
         )  # fmt: skip
         with self._engine.begin() as conn:
-            created = conn.execute(stmt.returning(t.actions.c.id)).first() is not None
-            row = conn.execute(sa.select(t.actions).where(t.actions.c.key == key)).one()
-        return _action(row), created
+            created = conn.execute(stmt.returning(table.c.id)).first() is not None
+            row = conn.execute(sa.select(table).where(table.c.key == key)).one()
+        return row, created
+
+    def _finish_row(
+        self, table: sa.Table, row_id: str, status: ActionStatus, outcome: Mapping[str, Any],
+        at: datetime,
+    ) -> bool:  # fmt: skip
+        if status not in FINISHED:
+            raise ValueError(f"finish needs a final status, not {status.value!r}")
+        c = table.c
+        stmt = (
+            sa.update(table)
+            .where(c.id == row_id, c.status == ActionStatus.INTENDED.value)
+            .values(status=status.value, outcome=t.jsonable(outcome), finished_at=at)
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def _attempt_row(self, table: sa.Table, row_id: str) -> int:
+        c = table.c
+        stmt = (
+            sa.update(table)
+            .where(c.id == row_id, c.status == ActionStatus.INTENDED.value)
+            .values(attempts=c.attempts + 1)
+            .returning(c.attempts)
+        )
+        with self._engine.begin() as conn:
+            found = conn.execute(stmt).scalar_one_or_none()
+        return int(found or 0)
 
     def finish(
         self,
@@ -97,29 +136,11 @@ class IntentLog:
         at: datetime,
     ) -> bool:
         """Record the outcome of an intended action; False if it was already finished."""
-        if status not in FINISHED:
-            raise ValueError(f"finish needs a final status, not {status.value!r}")
-        c = t.actions.c
-        stmt = (
-            sa.update(t.actions)
-            .where(c.id == action_id, c.status == ActionStatus.INTENDED.value)
-            .values(status=status.value, outcome=t.jsonable(outcome), finished_at=at)
-        )
-        with self._engine.begin() as conn:
-            return conn.execute(stmt).rowcount == 1
+        return self._finish_row(t.actions, action_id, status, outcome, at)
 
     def record_attempt(self, action_id: str) -> int:
         """Count one more attempt at a still-intended action (reconcile); 0 if finished."""
-        c = t.actions.c
-        stmt = (
-            sa.update(t.actions)
-            .where(c.id == action_id, c.status == ActionStatus.INTENDED.value)
-            .values(attempts=c.attempts + 1)
-            .returning(c.attempts)
-        )
-        with self._engine.begin() as conn:
-            found = conn.execute(stmt).scalar_one_or_none()
-        return int(found or 0)
+        return self._attempt_row(t.actions, action_id)
 
     def action(self, action_id: str) -> ActionRecord | None:
         with self._engine.begin() as conn:

@@ -70,10 +70,32 @@ def _v3(conn: Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE pages ADD COLUMN {name} {ddl}"))
 
 
+def _v4(conn: Connection) -> None:
+    # Restores get their own tables (`restores`, `restore_votes`, `restore_steps`). The v1
+    # tables `restore_proposals` and `approvals` were never written by any guard, so they
+    # go, but only when empty: rows there were put by someone, and an upgrade never loses
+    # data. A store created at v4 gets them from v1 and drops them here, empty.
+    present = set(sa.inspect(conn).get_table_names())
+    old = [table for table in (t.approvals, t.restore_proposals) if table.name in present]
+    for table in old:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        if rows:
+            raise StoreError(
+                f"cannot upgrade the store to schema version 4: table {table.name} holds "
+                f"{rows} row(s), but no guard ever wrote that table and version 4 drops it "
+                f"(restores now live in `restores` and `restore_votes`). Back up and delete "
+                f"those rows (or the table), then start the guard again; nothing was changed."
+            )
+    for table in old:  # approvals first: it references restore_proposals
+        table.drop(conn)
+    t.metadata.create_all(conn, tables=list(t.V4_TABLES))  # checkfirst: idempotent
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create everything", _v1),
     Migration(2, "incidents remember their deploy", _v2),
     Migration(3, "pages are versioned per backend", _v3),
+    Migration(4, "restores, their votes and steps replace restore_proposals", _v4),
 )
 CODE_VERSION = MIGRATIONS[-1].version
 _PG_LOCK_KEY = 0x6775617264  # "guard": pg_advisory_xact_lock key for schema upgrades

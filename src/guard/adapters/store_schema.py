@@ -59,7 +59,8 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-able for the store: {value!r}")
 
 
-metadata = sa.MetaData()
+metadata = sa.MetaData()  # the schema as it is today
+v1_only = sa.MetaData()  # tables that only old schema versions have (see V1_TABLES)
 _JSON = sa.JSON()
 _ID = sa.String(32)
 
@@ -138,32 +139,6 @@ freezes = sa.Table(
     sa.Column("lifted_by", sa.String(200)),
 )
 
-restore_proposals = sa.Table(
-    "restore_proposals",
-    metadata,
-    sa.Column("id", _ID, primary_key=True),
-    sa.Column("incident_id", _ID, sa.ForeignKey("incidents.id"), nullable=False),
-    sa.Column("app", sa.String(200), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),
-    sa.Column("point_in_time", UTCDateTime, nullable=False),
-    sa.Column("clone_name", sa.String(200), nullable=False),
-    sa.Column("plan", _JSON, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("expires_at", UTCDateTime),
-)
-
-approvals = sa.Table(
-    "approvals",
-    metadata,
-    sa.Column("id", _ID, primary_key=True),
-    sa.Column("proposal_id", _ID, sa.ForeignKey("restore_proposals.id"), nullable=False),
-    sa.Column("approver", sa.String(200), nullable=False),
-    sa.Column("at", UTCDateTime, nullable=False),
-    sa.Column("decision", sa.String(10), nullable=False),  # approve | reject
-    sa.UniqueConstraint("proposal_id", "approver", name="uq_approvals_approver"),
-    sa.CheckConstraint("decision IN ('approve', 'reject')", name="ck_approvals_decision"),
-)
-
 audit = sa.Table(
     "audit",
     metadata,
@@ -197,5 +172,87 @@ pages = sa.Table(
     sa.Index("ix_pages_due", "status", "next_attempt_at"),
 )
 
+restores = sa.Table(  # v4: a gated database restore (guard.core.restore.Restore)
+    "restores",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("app", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    # "incident:<id>:<kind>" or "human:<id>": one restore per reason to restore
+    sa.Column("origin", sa.String(300), nullable=False),
+    sa.Column("incident_id", _ID, sa.ForeignKey("incidents.id")),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("required_approvals", sa.Integer, nullable=False),
+    sa.Column("plan", _JSON, nullable=False),  # frozen at proposal: what is approved runs
+    sa.Column("outcome", _JSON),
+    sa.UniqueConstraint("origin", name="uq_restores_origin"),
+    sa.Index("ix_restores_app_state", "app", "state"),
+)
+
+restore_votes = sa.Table(  # v4: one vote per approver per restore
+    "restore_votes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("restore_id", _ID, sa.ForeignKey("restores.id"), nullable=False),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("decision", sa.String(10), nullable=False),  # approve | reject
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default="", server_default=""),
+    sa.UniqueConstraint("restore_id", "approver", name="uq_restore_votes_approver"),
+    sa.CheckConstraint("decision IN ('approve', 'reject')", name="ck_restore_votes_decision"),
+)
+
+restore_steps = sa.Table(  # v4: a restore's intent log, keyed like `actions`
+    "restore_steps",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("restore_id", _ID, sa.ForeignKey("restores.id"), nullable=False),
+    sa.Column("step", sa.String(20), nullable=False),
+    sa.Column("key", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("intent", _JSON, nullable=False),
+    sa.Column("outcome", _JSON),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.UniqueConstraint("key", name="uq_restore_steps_key"),
+    sa.Index("ix_restore_steps_restore", "restore_id"),
+)
+
+# Tables only schema versions 1 to 3 have: no code ever wrote them, and v4 drops them (when
+# empty) for `restores` and `restore_votes`. They live in their own MetaData so `metadata`
+# is exactly today's schema; kept only so v1 still creates what it always created.
+restore_proposals = sa.Table(
+    "restore_proposals",
+    v1_only,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("incident_id", _ID, sa.ForeignKey(incidents.c.id), nullable=False),
+    sa.Column("app", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("point_in_time", UTCDateTime, nullable=False),
+    sa.Column("clone_name", sa.String(200), nullable=False),
+    sa.Column("plan", _JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+)
+
+approvals = sa.Table(
+    "approvals",
+    v1_only,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("proposal_id", _ID, sa.ForeignKey("restore_proposals.id"), nullable=False),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("decision", sa.String(10), nullable=False),  # approve | reject
+    sa.UniqueConstraint("proposal_id", "approver", name="uq_approvals_approver"),
+    sa.CheckConstraint("decision IN ('approve', 'reject')", name="ck_approvals_decision"),
+)
+
 # The tables schema version 1 creates (everything but guard_schema, which bootstraps itself).
 V1_TABLES = (incidents, evidence, actions, freezes, restore_proposals, approvals, audit, pages)
+# The tables schema version 4 adds.
+V4_TABLES = (restores, restore_votes, restore_steps)

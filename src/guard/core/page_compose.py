@@ -134,7 +134,9 @@ def _action_text(a: ActionLine) -> str:
     if o.get("would"):
         return f"{a.kind}: would {str(o['would']).removeprefix('would ')} (dry run)"
     detail = ""
-    if a.kind == "revert" and o.get("target"):
+    if a.kind == "restore" and o.get("summary"):
+        detail = f" ({o['summary']})"
+    elif a.kind == "revert" and o.get("target"):
         detail = f" to {o['target']}"
         if a.status == "failed" and o.get("message"):
             detail += f" ({o.get('code', '')} {o['message']})"
@@ -182,7 +184,19 @@ def _proposal(a: ActionLine | None, incident: Incident) -> ProposalLines | None:
     if a is None or not isinstance(a.outcome.get("proposal"), Mapping):
         return None
     p = a.outcome["proposal"]
-    approve = f"guard restore approve {incident.id}"
+    if p.get("restore_id"):
+        approve = (
+            f"guard restore plan {p['restore_id']}, then guard restore approve {p['restore_id']}"
+        )
+        if p.get("approvals_required"):
+            approve += f" ({p['approvals_required']} distinct approvers)"
+        if p.get("backup_restore_id"):
+            approve += (
+                f"; or, DESTRUCTIVE, restore the last backup in place: "
+                f"guard restore approve {p['backup_restore_id']}"
+            )
+    else:
+        approve = f"guard restore propose {incident.app} --at {p.get('point_in_time', '')}"
     return ProposalLines(
         point_in_time=str(p.get("point_in_time", "")),
         clone_name=str(p.get("clone_name", "")),

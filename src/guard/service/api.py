@@ -27,14 +27,14 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from guard import __version__
@@ -48,9 +48,13 @@ from guard.core.model import (
     IncidentState,
     SignalKind,
 )
+from guard.core.restore import Decision, RestoreKind
 from guard.ports import ActionRecord, FreezeRecord
 from guard.service.auth import Approvers, bearer_token
+from guard.service.restores import RestoreRequestError
 from guard.service.state import GuardState, UnknownAppError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +162,21 @@ class LiftIn(BaseModel):
     reason: str = Field(default="", max_length=2000, description="Kept in the audit trail.")
 
 
+class VoteIn(BaseModel):
+    reason: str = Field(default="", max_length=2000, description="Kept in the audit trail.")
+
+
+class ProposeIn(BaseModel):
+    app: str = Field(description="The app whose database to restore.")
+    at: AwareDatetime = Field(description="The point in time (RFC 3339 with a zone).")
+    kind: RestoreKind = Field(
+        default=RestoreKind.CLONE,
+        description="clone: a new instance at `at` (Option A); backup: the last backup run "
+        "before `at`, restored in place (destructive).",
+    )
+    incident: str | None = Field(default=None, description="The incident it answers, if any.")
+
+
 def _detail(i: Incident, ev: Sequence[Evidence], acts: Sequence[ActionRecord]) -> IncidentDetailOut:
     evidence = [
         EvidenceOut(kind=e.kind, at=e.at, summary=e.summary, service=e.service,
@@ -175,7 +194,9 @@ def _detail(i: Incident, ev: Sequence[Evidence], acts: Sequence[ActionRecord]) -
 
 # --- errors -------------------------------------------------------------------------------
 
-_ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (401, 403, 404, 422)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": ErrorOut} for c in (401, 403, 404, 409, 422)
+}
 
 
 def _error_json(status: int, detail: str, code: str | None = None, **kw: Any) -> JSONResponse:
@@ -330,9 +351,18 @@ def _reads(state: GuardState, dependencies: Sequence[Any]) -> APIRouter:
         return FreezeOut.of(app_name, state.store.freeze_of(app_name))
 
     @reads.get("/restores")
-    def restores() -> list[dict[str, Any]]:
-        """Restore proposals of escalated incidents, newest first (they run only on approval)."""
-        return [dict(p) for p in state.restore_proposals()]
+    async def restores(app_name: Annotated[str | None, Query(alias="app")] = None) -> list[
+        dict[str, Any]
+    ]:  # fmt: skip
+        """Database restores, newest first: proposed, approved, running and ended. Nothing
+        is written to a database until a restore has its approvals."""
+        return await state.restores.restores(app_name)
+
+    @reads.get("/restores/{restore_id}")
+    async def restore(restore_id: str) -> dict[str, Any]:
+        """One restore: the plan (data, and `plan_text` as `guard restore plan` prints it),
+        the votes with who and when, and every step with its intent and outcome."""
+        return await _restore_call(state.restores.show(restore_id))
 
     return reads
 
@@ -368,4 +398,46 @@ def _writes(state: GuardState, approver: Approver) -> APIRouter:
         log.info("%s sent %s back to its latest revisions", by, app_name)
         return dict(result)
 
+    @writes.post("/restores", status_code=201)
+    async def propose(body: ProposeIn, by: Annotated[str, Depends(approver)]) -> dict[str, Any]:
+        """Propose restoring an app's database to a point in time (`kind` clone: a new
+        instance; backup: the last backup run before `at`, in place, destructive). Nothing
+        runs until enough distinct approvers approve."""
+        opened = await _restore_call(
+            state.restores.propose(
+                body.app, at=body.at, kind=body.kind, by=by, incident_id=body.incident
+            )
+        )
+        log.info("%s proposed restore %s of %s", by, opened.id, body.app)
+        return await state.restores.show(opened.id)
+
+    @writes.post("/restores/{restore_id}/approve")
+    async def approve(
+        restore_id: str, by: Annotated[str, Depends(approver)], body: VoteIn | None = None
+    ) -> dict[str, Any]:
+        """Approve a proposed restore. Each approver counts once; when the required number
+        of distinct approvers have approved, the guard starts it."""
+        reason = "" if body is None else body.reason
+        result = await _restore_call(state.restores.vote(restore_id, by, Decision.APPROVE, reason))
+        log.info("%s approved restore %s (%s)", by, restore_id, result.get("state"))
+        return result
+
+    @writes.post("/restores/{restore_id}/reject")
+    async def reject(
+        restore_id: str, by: Annotated[str, Depends(approver)], body: VoteIn | None = None
+    ) -> dict[str, Any]:
+        """Reject a proposed restore: it will never run."""
+        reason = "" if body is None else body.reason
+        result = await _restore_call(state.restores.vote(restore_id, by, Decision.REJECT, reason))
+        log.info("%s rejected restore %s", by, restore_id)
+        return result
+
     return writes
+
+
+async def _restore_call(call: Awaitable[T]) -> T:
+    """Await a restore request; its refusal becomes the HTTP error it names."""
+    try:
+        return await call
+    except RestoreRequestError as exc:
+        raise HTTPException(exc.status, exc.message) from exc

@@ -35,6 +35,7 @@ from guard.core.rules import GuardRule
 from guard.ports import Notifier
 from guard.service.detector import WatchedApp
 from guard.service.responder import AppResponse, RecoveryWindow, Validator
+from guard.service.restores import RestoreApp
 
 
 class UnknownRuleError(ValueError):
@@ -86,6 +87,41 @@ def app_responses(config: GuardConfig) -> dict[str, AppResponse]:
             restore_margin=timedelta(seconds=app.restore.margin_seconds),
         )
     return out
+
+
+def restore_apps(config: GuardConfig) -> dict[str, RestoreApp]:
+    """The apps that have a database: what a restore of each needs from the config."""
+    out = {}
+    for name, app in config.apps.items():
+        if app.database is None:
+            continue
+        restore = app.restore
+        out[name] = RestoreApp(
+            name=name,
+            project=app.database.project or app.project,
+            instance=app.database.instance,
+            secret=app.database.secret,
+            services={s.name: s for s in service_refs(app)},
+            approvers=frozenset(restore.approvers) if restore.approvers else None,
+            required=restore.required_approvals,
+            ttl=timedelta(seconds=restore.proposal_ttl_seconds),
+            margin=timedelta(seconds=restore.margin_seconds),
+            validation=validation_steps(app, config.settle_seconds),
+            dry_run=config.dry_run or app.dry_run,
+        )
+    return out
+
+
+def validation_steps(app: AppConfig, settle_seconds: float) -> tuple[str, ...]:
+    """What a restore's validation checks, in words, for the plan humans approve."""
+    steps = [f"no schema errors from the new revisions {settle_seconds:g}s after the roll"]
+    checks = app.validation
+    if checks is not None:
+        base = str(checks.base_url).rstrip("/")
+        steps += [f"GET {base}{path} answers 2xx" for path in checks.paths]
+        if checks.smoke is not None:
+            steps.append(f"smoke command {' '.join(checks.smoke.command)} exits 0")
+    return tuple(steps)
 
 
 def validator(config: GuardConfig, client: httpx.AsyncClient) -> Validator:

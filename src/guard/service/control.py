@@ -10,10 +10,10 @@ and in dry run nothing is written.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from guard.core.model import ActionKind, ActionStatus, Incident, IncidentState
+from guard.core.model import ActionKind, ActionStatus, Incident
 from guard.service.state import UnknownAppError
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class Control:
-    """Lift a freeze, return traffic to latest, list restore proposals."""
+    """Lift a freeze, return traffic to latest."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -104,15 +104,3 @@ class Control:
                 "in_place": split == {incident.reverted_to: 100},
             })  # fmt: skip
         return pins
-
-    def restore_proposals(self) -> Sequence[Mapping[str, Any]]:
-        out: list[Mapping[str, Any]] = []
-        for incident in self.rt.store.incidents(limit=100):
-            if incident.state is not IncidentState.ESCALATED:
-                continue
-            for action in self.rt.store.actions(incident.id):
-                proposal = (action.outcome or {}).get("proposal")
-                if action.kind is ActionKind.ESCALATE and proposal:
-                    out.append({"incident": incident.id, "app": incident.app,
-                                "service": incident.service, **proposal})  # fmt: skip
-        return out

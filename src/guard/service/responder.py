@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from guard.adapters.clouddeploy import CloudDeploy
 from guard.adapters.cloudrun_write import CloudRunWriter
@@ -51,6 +51,18 @@ Validator = Callable[[str], Awaitable[ValidationReport | None]]
 #: Told of every finished step (metrics, logs): the incident, its action, the outcome.
 ActionSink = Callable[[Incident, ActionRecord], Awaitable[None]]
 RecoveryWindow = Callable[[str], Awaitable[tuple[datetime, datetime] | None]]
+
+
+class RestoreOpener(Protocol):
+    """Opens an escalated incident's restore proposals (`guard.service.restores`)."""
+
+    async def propose_for_incident(
+        self, incident: Incident, deploy_started: datetime
+    ) -> dict[str, Any]: ...
+
+    async def rolled(self, app: str, revision: str) -> bool:
+        """Whether a restore of `app` created `revision` (its roll is no new deploy)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +105,8 @@ class Responder:
         self.now, self.dry_run, self.settle = now, dry_run, settle
         self.on_action = on_action or _nothing
         self.pager = pager
+        #: Opens the restore proposals of an escalation (set by the runtime).
+        self.restores: RestoreOpener | None = None
         self._pending: list[tuple[str, Verdict]] = []
         #: Set when the guard stops acting: a drive ends after its current step, and the
         #: next step's intent is never written (the new leader or restart picks it up).
@@ -239,6 +253,8 @@ class Responder:
         active = self.detector.tracker.active(service)
         if active is None or active.revision == incident.bad_revision:
             return False
+        if self.restores is not None and await self.restores.rolled(incident.app, active.revision):
+            return False  # the restore's own roll: the incident ends with the restore
         await self._db(
             self.store.transition, incident.id, [incident.state], IncidentState.SUPERSEDED,
             at=self.now(), superseded_by=active.revision,
@@ -409,8 +425,12 @@ class Responder:
             deploy_started=started, margin=app.restore_margin, window=window,
             migration_file=incident.migration_file,
         )  # fmt: skip
+        opened: dict[str, Any] = {}
+        if self.restores is not None:
+            opened = await self.restores.propose_for_incident(incident, started)
         return ActionStatus.SUCCEEDED, {
             "proposal": {
+                **opened,
                 "point_in_time": proposal.point_in_time.isoformat(),
                 "clone_name": proposal.clone_name,
                 "in_window": proposal.in_window,

@@ -91,7 +91,7 @@ async def serve(config: GuardConfig, rules: dict[str, GuardRule]) -> int:
     runtime.leader_info = leadership.describe
     recorder.set_leader(False)
     scheduler = _scheduler(config, runtime)
-    api = _ApiServer(
+    api = ApiServer(
         uvicorn.Config(
             create_app(
                 runtime,
@@ -138,7 +138,7 @@ async def serve(config: GuardConfig, rules: dict[str, GuardRule]) -> int:
     return 0
 
 
-class _ApiServer(uvicorn.Server):
+class ApiServer(uvicorn.Server):
     """uvicorn's server, minus its own signal handling: `serve` owns SIGTERM, and stops
     the API last, after the action in flight (uvicorn would stop first and re-raise)."""
 

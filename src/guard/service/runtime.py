@@ -28,12 +28,15 @@ from prometheus_client import CollectorRegistry
 from guard import __version__
 from guard.adapters.clouddeploy import CloudDeploy
 from guard.adapters.cloudrun import CloudRunReader
+from guard.adapters.cloudrun_roll import CloudRunRoller
 from guard.adapters.cloudrun_write import CloudRunWriter
 from guard.adapters.cloudsql import CloudSqlReader
+from guard.adapters.cloudsql_admin import CloudSqlAdmin
 from guard.adapters.google_clients import GoogleClients
 from guard.adapters.logsource import LogSource
 from guard.adapters.logsource_pacing import Timer
 from guard.adapters.monitoring import MonitoringReader
+from guard.adapters.secrets import Secrets
 from guard.adapters.store import SqlStore
 from guard.config.models import GuardConfig
 from guard.core.model import ActionKind, ActionStatus, Incident, Outcome, Verdict
@@ -45,11 +48,14 @@ from guard.service.detector import Detector, services_of
 from guard.service.metrics import Recorder
 from guard.service.pager import Pager
 from guard.service.responder import Responder
+from guard.service.restores import RestoreDesk
 
 log = logging.getLogger(__name__)
 
 #: A log source started on takeover reads back this far, to catch what happened meanwhile.
 BACKFILL = timedelta(minutes=10)
+#: How long a restore's roll may take to start the new revision (seconds).
+ROLL_TIMEOUT = 600.0
 #: How often due pages are delivered (seconds).
 PAGE_EVERY = 1.0
 #: A cycle older than this many intervals makes the guard not ready.
@@ -119,6 +125,22 @@ class Runtime:
             on_action=self._on_action,
             pager=self.pager,
         )
+        self.restores = RestoreDesk(
+            build.restore_apps(config),
+            store=store,
+            admin=CloudSqlAdmin(clients, on_call=sql_calls),
+            secrets=Secrets(clients, on_call=self._calls("secretmanager")),
+            roller=CloudRunRoller(clients, sleep=writer_sleep, op_timeout=ROLL_TIMEOUT),
+            detector=self.detector,
+            validate=self.responder.validate,
+            recovery_window=self.responder.recovery_window,
+            now=now,
+            dry_run=config.dry_run,
+            settle=timedelta(seconds=config.settle_seconds),
+            pager=self.pager,
+            wake=self._wake,
+        )
+        self.responder.restores = self.restores
         self.control = Control(self)
         self.source: LogSource | None = None
         self.acting = False
@@ -187,9 +209,6 @@ class Runtime:
             **self.leader_info(),
         }
 
-    def restore_proposals(self) -> Sequence[Mapping[str, Any]]:
-        return self.control.restore_proposals()
-
     async def lift_freeze(self, app: str, by: str, reason: str) -> Mapping[str, Any]:
         return await self.control.lift_freeze(app, by, reason)
 
@@ -216,7 +235,7 @@ class Runtime:
         resumed = await self.responder.resume()
         for line in await self.responder.reconcile():
             log.warning("reconciled after restart: %s", line)
-        self.acting, self.responder.stopping = True, False
+        self.acting, self.responder.stopping, self.restores.stopping = True, False, False
         log.info("acting: watching %d app(s); %d open incident(s) resumed",
                  len(self.watched), resumed)  # fmt: skip
         self._responding = asyncio.create_task(self._respond_loop(), name="responder")
@@ -228,7 +247,7 @@ class Runtime:
         and its open intent is reconciled by the next leader or start. True if nothing was
         cut off."""
         self.acting = False
-        self.responder.stopping = True
+        self.responder.stopping = self.restores.stopping = True
         self._kick.set()  # the response loop sees `acting` is gone and ends
         finished = True
         if self._responding is not None:
@@ -305,7 +324,13 @@ class Runtime:
         async with self._respond_lock:
             if self.acting:  # leadership may have gone while this call waited
                 await self.responder.tick()
+            if self.acting:
+                await self.restores.tick()
         await self.refresh_gauges()
+
+    def _wake(self) -> None:
+        """Respond now (an approved restore should not wait for the next interval)."""
+        self._kick.set()
 
     async def _respond_loop(self) -> None:
         """Respond at once when a verdict fires, else every `respond_interval_seconds`."""
@@ -339,8 +364,7 @@ class Runtime:
         self.recorder.set_incidents(counts)
         frozen = await asyncio.to_thread(self._store.frozen_apps)
         self.recorder.set_frozen_apps([f.app for f in frozen if f.frozen], self.apps)
-        proposals = await asyncio.to_thread(self.control.restore_proposals)
-        self.recorder.set_pending_restores(len(proposals))
+        self.recorder.set_pending_restores(await self.restores.pending())
 
     async def _drain_logs(self) -> None:
         assert self.source is not None

@@ -69,6 +69,8 @@ class ScenarioEngine:
         self._seq = itertools.count()
         self._revisions: dict[tuple[str, str], LiveRevision] = {}
         self._schema: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
+        #: In-place backup restores already applied to `_schema` (instance, run, as of).
+        self._restores: set[tuple[tuple[str, str], int, datetime | None]] = set()
         self._rps: dict[str, float] = {}
         self._lock = threading.RLock()
         self._traffic = TrafficGenerator(self.world, self._rng)
@@ -294,9 +296,15 @@ class ScenarioEngine:
                 self._migrate(live, self.t)
 
     def _track_clones(self) -> None:
-        """A clone to a point in time starts with the schema its source had at that point."""
+        """A clone to a point in time starts with the schema its source had at that point;
+        an instance restored in place from a backup gets the schema it had at the backup."""
         for record in self.world.sql.instances():
             key = (record.project, record.name)
+            run = record.restored_backup
+            if run is not None and (key, run, record.data_as_of) not in self._restores:
+                self._restores.add((key, run, record.data_as_of))
+                as_of = record.data_as_of or self._at(self.t)
+                self._schema[key].append((self._at(self.t), self.schema_at(key, as_of)))
             if key in self._schema or record.cloned_from is None:
                 continue
             source = (record.project, record.cloned_from)
