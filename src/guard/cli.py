@@ -7,6 +7,14 @@ look at.
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core reads its log level once, when `grpc` is first imported (the imports below
+# do), and otherwise logs INFO lines such as "Got goaway" to stderr when a server closes a
+# connection: noise in `guard run`'s JSON logs and in the demo's timeline. An explicit
+# value in the environment stays.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import asyncio
 import json
 import sys
@@ -18,6 +26,7 @@ from guard import __version__
 from guard.adapters.store import StoreError
 from guard.cli_classify import classify_command
 from guard.cli_client import gate_command, incidents_command, unfreeze_command
+from guard.cli_play import demo_command, simulate_command
 from guard.cli_restore import restore_group
 from guard.config.check import check as run_check
 from guard.core.rules import rule_json_schema
@@ -113,21 +122,13 @@ def schema() -> None:
     click.echo(json.dumps(rule_json_schema(), indent=2, sort_keys=True))
 
 
-@main.command()
-def demo() -> None:
-    """Play the runbook's worst case on the local fake Google Cloud (no account needed)."""
-    click.echo(
-        "guard demo is not built yet: it arrives with the end-to-end issue (#9).\n"
-        "What works today: `guard check config/pegasus.yaml` validates the runbook's own\n"
-        "system, and `make test` runs the test suite.",
-    )
-
-
 main.add_command(classify_command)
 main.add_command(gate_command)
 main.add_command(incidents_command)
 main.add_command(unfreeze_command)
 main.add_command(restore_group)
+main.add_command(simulate_command)
+main.add_command(demo_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

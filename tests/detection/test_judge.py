@@ -74,6 +74,15 @@ def test_one_traceback_split_into_lines_is_one_failure() -> None:
     assert judge(rule, DEPLOY, T0 + timedelta(seconds=7), hits=again).outcome is Outcome.FAILED
 
 
+def test_a_steady_stream_of_failing_requests_is_many_failures_not_one() -> None:
+    # 12 failing requests a second: every gap is under a second, yet they are distinct
+    # failures; an event spans a second from its first entry.
+    stream = [hit(3 + i / 12, LogKind.SCHEMA_MISMATCH) for i in range(30)]  # 2.5 s
+    verdict = judge(RULES["schema-mismatch"], DEPLOY, T0 + timedelta(seconds=6), hits=stream)
+    assert verdict.outcome is Outcome.FAILED
+    assert verdict.reasons[0].value == 3  # three events, each a second from its first entry
+
+
 def test_other_revisions_old_entries_and_other_kinds_do_not_count() -> None:
     hits = [
         hit(3, LogKind.SCHEMA_MISMATCH, revision="pegasus-api-00001"),  # scope: new revision

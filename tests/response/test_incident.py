@@ -26,6 +26,8 @@ def walk(facts: Facts, *, passed: bool | None = None) -> list[Step]:
         steps.append(decision.step)
         if decision.step is Step.VALIDATE:
             facts = Facts(**{**_fields(facts), "validation_passed": passed})
+        if decision.step is Step.REVERT:  # the bad revision serves nothing any more
+            facts = Facts(**{**_fields(facts), "bad_share": 0})
         state = decision.then
     return steps
 
@@ -66,6 +68,21 @@ def test_no_revert_when_it_would_be_wrong(change: dict[str, object], why: str) -
     assert Step.REVERT not in walk(facts, passed=True)
 
 
+@pytest.mark.parametrize(
+    "change", [{"operator_changed": True}, {"revert_target": None}, {"revert_failed": True}]
+)
+def test_no_resolve_while_the_bad_revision_serves_and_the_guard_could_not_revert(
+    change: dict[str, object],
+) -> None:
+    facts = Facts(**{**_fields(REVERT), **change})
+    assert walk(facts, passed=True) == [Step.FREEZE, Step.PAGE], "then it waits for a human"
+    waiting = next_step(IncidentState.VALIDATING, facts)
+    assert waiting.step is None
+    assert "still serves 100%" in waiting.why
+    moved = Facts(**{**_fields(facts), "bad_share": 0})  # a human moved the traffic
+    assert next_step(IncidentState.VALIDATING, moved).step is Step.VALIDATE
+
+
 def test_page_only_rules_never_freeze() -> None:
     facts = Facts(**{**_fields(REVERT), "action": RuleAction.PAGE})
     assert walk(facts, passed=True) == [Step.PAGE, Step.VALIDATE, Step.RESOLVE]
@@ -95,6 +112,8 @@ def test_safety_invariants_hold_in_every_state(state: IncidentState, facts: Fact
     if decision.step is Step.RESOLVE:
         assert facts.validation_passed is True
         assert not facts.schema_errors_after_revert
+    if decision.step is Step.VALIDATE and facts.action is RuleAction.REVERT:
+        assert facts.bad_share == 0  # nothing to validate while the bad revision serves
 
 
 def test_strongest_action_and_keys() -> None:

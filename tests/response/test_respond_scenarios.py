@@ -12,6 +12,7 @@ from guard.adapters.cloudrun_write import CloudRunWriter
 from guard.adapters.cloudsql import CloudSqlReader
 from guard.adapters.store import SqlStore
 from guard.core.model import ActionKind, ActionStatus, IncidentState
+from guard.core.proposal import rfc3339
 from guard.service.responder import AppResponse, Responder
 
 from ..support.guarded import Guarded, load
@@ -139,7 +140,7 @@ async def test_schema_changed_under_the_old_code_escalates_with_a_proposal(
         proposal = escalate.outcome["proposal"]
         # Restore to 5 minutes before the bad revision was created, inside the window.
         created = r.engine.world.run.revision("pegasus-api", "pegasus-api-00042-zed").create_time
-        assert proposal["point_in_time"] == (created - timedelta(minutes=5)).isoformat()
+        assert proposal["point_in_time"] == rfc3339(created - timedelta(minutes=5))
         assert proposal["in_window"] is True
         assert proposal["clone_name"].startswith("pegasus-db-eu-rollback-")
         assert proposal["option_b_file"] == "backend/migrations/003_fix_rename_course_title.sql"

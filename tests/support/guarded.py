@@ -9,7 +9,6 @@ time between steps for the tail and its consumer to run.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from guard.adapters.monitoring import MonitoringReader
 from guard.config.rulesfile import load_rules
 from guard.core.model import Role, ServiceRef, Verdict
 from guard.defaults import RULES_DIR
+from guard.play.clock import VirtualTimer
 from guard.service.detector import Detector, WatchedApp
 from guard.sim.clock import VirtualClock
 from guard.sim.scenario import ScenarioEngine
@@ -29,22 +29,6 @@ from guard.sim.scenario_model import Scenario
 from guard.sim.server import FakeCloud
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-
-
-class VirtualTimer:
-    """The log source's time on the scenario's virtual clock (advanced by the test)."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    async def sleep(self, seconds: float) -> None:
-        target = self.clock.elapsed() + seconds
-        await asyncio.sleep(0)
-        while self.clock.elapsed() < target:  # noqa: ASYNC110 - another thread moves it
-            await asyncio.sleep(0.001)
 
 
 def load(name: str) -> ScenarioEngine:

@@ -24,6 +24,7 @@ from guard.adapters import store_schema as t
 from guard.core.model import ActionKind, ActionStatus
 from guard.ports import ActionRecord, AuditRecord, FreezeRecord
 
+_KIND_ORDER = {kind: n for n, kind in enumerate(ActionKind)}  # freeze, revert, page, ...
 FINISHED = frozenset({ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.SKIPPED})
 
 
@@ -153,13 +154,17 @@ class IntentLog:
         c = t.actions.c
         q = sa.select(t.actions).where(c.status == ActionStatus.INTENDED.value)
         with self._engine.begin() as conn:
-            return [_action(r) for r in conn.execute(q.order_by(c.created_at, c.id))]
+            found = [_action(r) for r in conn.execute(q.order_by(c.created_at, c.id))]
+        # Steps intended in the same instant keep the runbook's order, not their random ids.
+        return sorted(found, key=lambda a: (a.created_at, _KIND_ORDER[a.kind]))
 
     def actions(self, incident_id: str) -> list[ActionRecord]:
         c = t.actions.c
         q = sa.select(t.actions).where(c.incident_id == incident_id)
         with self._engine.begin() as conn:
-            return [_action(r) for r in conn.execute(q.order_by(c.created_at, c.id))]
+            found = [_action(r) for r in conn.execute(q.order_by(c.created_at, c.id))]
+        # Steps intended in the same instant keep the runbook's order, not their random ids.
+        return sorted(found, key=lambda a: (a.created_at, _KIND_ORDER[a.kind]))
 
     # --- freezes --------------------------------------------------------------------------
 

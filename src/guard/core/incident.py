@@ -103,6 +103,15 @@ def _after_freeze(facts: Facts) -> Decision:
 
 
 def _after_validation(facts: Facts) -> Decision:
+    if facts.validation_passed is None and facts.bad_share and facts.action is RuleAction.REVERT:
+        # The rule wants the bad revision out, yet it still serves: the guard could not or
+        # would not move traffic (a human changed it, no Ready target, the revert failed).
+        # There is no recovery to validate, let alone resolve: wait for a human.
+        return Decision(
+            None, IncidentState.VALIDATING,
+            f"the bad revision still serves {facts.bad_share}% of traffic: waiting for a "
+            "human to move it (the guard keeps hands off)",
+        )  # fmt: skip
     if facts.validation_passed is None:
         return Decision(Step.VALIDATE, IncidentState.VALIDATING, "validate the recovery")
     if facts.schema_errors_after_revert:

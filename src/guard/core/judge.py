@@ -127,16 +127,21 @@ def _judge_logs(
 
 
 def count_events(hits: Sequence[Hit]) -> int:
-    """Distinct failures among `hits` (see SAME_EVENT)."""
-    last: dict[tuple[object, ...], datetime] = {}
+    """Distinct failures among `hits` (see SAME_EVENT).
+
+    An event is anchored at its first entry and spans SAME_EVENT from there: a steady
+    stream of failing requests is many failures, not one ever-growing event (anchoring at
+    the previous entry would merge every entry closer than SAME_EVENT to its predecessor).
+    """
+    started: dict[tuple[object, ...], datetime] = {}
     events = 0
     for hit in sorted(hits, key=lambda h: h.record.at):
         c = hit.classification
         key = (hit.record.revision, c.kind, c.sqlstate, c.relation)
-        previous = last.get(key)
-        if previous is None or hit.record.at - previous > SAME_EVENT:
+        first = started.get(key)
+        if first is None or hit.record.at - first > SAME_EVENT:
             events += 1
-        last[key] = hit.record.at
+            started[key] = hit.record.at
     return events
 
 

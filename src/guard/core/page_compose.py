@@ -166,6 +166,8 @@ def _next_step(incident: Incident, done: Mapping[str, ActionLine]) -> str:
             "corrective forward migration; the freeze stays until a human lifts it"
         )
     if state is IncidentState.RESOLVED:
+        if not incident.reverted_to:
+            return f"fix the migration, then lift the freeze: guard unfreeze {incident.app}"
         return (
             f"fix the migration, then lift the freeze: guard unfreeze {incident.app} "
             "(traffic stays pinned until you move it: add --to-latest)"
@@ -174,7 +176,11 @@ def _next_step(incident: Incident, done: Mapping[str, ActionLine]) -> str:
         return "a newer deploy replaced this revision; the guard watches it"
     revert = done.get("revert")
     if revert is None and state is not IncidentState.OPEN:
-        return "the guard did not revert traffic: a human must decide (see actions)"
+        page = done.get("page")
+        why = page.outcome.get("why") if page is not None else None
+        return f"the guard did not revert traffic ({why}): a human must decide" if why else (
+            "the guard did not revert traffic: a human must decide (see actions)"
+        )  # fmt: skip
     if revert is not None and revert.status == "failed":
         return "the revert failed: move traffic by hand (gcloud run services update-traffic)"
     return "the guard is validating the recovery; this page will be updated"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 _VERSIONED = re.compile(r"^(?P<dir>.*?)(?P<num>\d+)_(?P<rest>[^/]+?)\.sql$")
 #: Cloud SQL instance ids: at most 98 characters, lowercase letters, digits and hyphens.
@@ -60,8 +60,8 @@ def propose_restore(
         if not earliest <= point <= latest:
             in_window = False
             problems.append(
-                f"point in time {_rfc3339(point)} is outside the recoverable window "
-                f"{_rfc3339(earliest)} .. {_rfc3339(latest)}"
+                f"point in time {rfc3339(point)} is outside the recoverable window "
+                f"{rfc3339(earliest)} .. {rfc3339(latest)}"
             )
     fix = next_migration_file(migration_file) if migration_file else None
     note = (
@@ -111,7 +111,7 @@ def gcloud_commands(
     """The runbook's Option A commands with the values filled in."""
     return (
         f"gcloud sql instances clone {instance} {clone} "
-        f'--point-in-time="{_rfc3339(point)}" --project={project}',
+        f'--point-in-time="{rfc3339(point)}" --project={project}',
         f"gcloud sql instances describe {clone} --project={project} "
         '--format="value(ipAddresses[0].ipAddress)"',
         f'echo -n "$NEW_CONNECTION_STRING" | gcloud secrets versions add {secret} '
@@ -119,5 +119,6 @@ def gcloud_commands(
     )
 
 
-def _rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+def rfc3339(t: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as gcloud and the Cloud SQL API spell times."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

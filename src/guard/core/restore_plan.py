@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from guard.core.proposal import gcloud_commands
+from guard.core.proposal import gcloud_commands, rfc3339
 from guard.core.restore import RestoreKind, restore_revision_name
 
 MASK = "****"
@@ -284,5 +284,4 @@ def plan_lines(plan: Mapping[str, Any]) -> list[str]:
 
 
 def _iso(t: datetime | None) -> str | None:
-    """RFC 3339 in UTC with milliseconds, as gcloud and the Cloud SQL API spell times."""
-    return None if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return None if t is None else rfc3339(t)

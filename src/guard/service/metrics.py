@@ -116,6 +116,12 @@ class Recorder:
         self._pending_restores = Gauge(
             "guard_pending_restores", "Restore proposals awaiting approval.", registry=r
         )
+        self._restores = Counter(
+            "guard_restores_total",
+            "Database restores by how they ended (succeeded|failed|rejected|expired|superseded).",
+            ["app", "kind", "outcome"],
+            registry=r,
+        )
         self._leader = Gauge("guard_leader", "1 while this replica is the leader.", registry=r)
         self._build = Gauge(
             "guard_build_info", "The running version (value 1).", ["version"], registry=r
@@ -199,6 +205,9 @@ class Recorder:
 
     def set_pending_restores(self, n: int) -> None:
         self._pending_restores.set(n)
+
+    def restore_ended(self, app: str, kind: str, outcome: str) -> None:
+        self._restores.labels(app, kind, outcome).inc()
 
     def set_leader(self, is_leader: bool) -> None:
         self._leader.set(1 if is_leader else 0)

@@ -29,7 +29,7 @@ from guard.core.model import Incident, IncidentState
 from guard.core.page import PageMessage, PageSeverity, from_json, to_json
 from guard.core.page_compose import ActionLine, compose, content_key
 from guard.core.rules import GuardRule
-from guard.ports import ActionRecord, Notifier
+from guard.ports import Notifier
 from guard.service.metrics import Recorder
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,6 @@ _RANK = {
     PageSeverity.ERROR: 2,
     PageSeverity.CRITICAL: 3,
 }
-
-
-_STEP_ORDER = {k: i for i, k in enumerate(("freeze", "revert", "page", "validate", "escalate"))}
-
-
-def _in_order(action: ActionRecord) -> tuple[datetime, int]:
-    return action.created_at, _STEP_ORDER.get(action.kind.value, 99)
 
 
 class Pager:
@@ -82,8 +75,10 @@ class Pager:
     def compose(self, incident: Incident) -> PageMessage:
         """The incident's page as it stands (version 0: the outbox numbers versions)."""
         actions = [
-            ActionLine(a.kind.value, a.status.value, a.outcome or {})
-            for a in sorted(self.store.actions(incident.id), key=_in_order)
+            ActionLine(
+                a.kind.value, a.status.value, {**(a.outcome or {}), "why": a.intent.get("why")}
+            )
+            for a in self.store.actions(incident.id)
         ]
         reasons: dict[str, list[str]] = {}
         for line in reversed(self.store.audit_log(incident.id, limit=50)):

@@ -37,7 +37,7 @@ from guard.core.model import (
     ServiceRef,
     Verdict,
 )
-from guard.core.proposal import propose_restore
+from guard.core.proposal import propose_restore, rfc3339
 from guard.core.rules import GuardRule, LogKind
 from guard.ports import ActionRecord
 from guard.service import crashpoints
@@ -395,10 +395,13 @@ class Responder:
     ) -> tuple[ActionStatus, dict[str, Any]]:
         since = await self._since(incident)
         report = await self.validate(app.name)
-        serving = incident.reverted_to or ""
+        # The revisions that serve now: the guard's revert target, or wherever a human sent
+        # the traffic; schema errors from any of them mean the old code meets a new schema.
+        split = await self.writer.current_split(self._service(incident))
+        serving = set(split) or {incident.reverted_to or ""}
         errors = [
             h for h in self.detector.hits.get(self._service(incident), ())
-            if h.record.revision == serving and h.record.at >= since
+            if h.record.revision in serving and h.record.at >= since
             and h.classification.kind in (LogKind.SCHEMA_MISMATCH, LogKind.MIGRATION_FAILURE)
         ]  # fmt: skip
         if report is not None:
@@ -431,7 +434,7 @@ class Responder:
         return ActionStatus.SUCCEEDED, {
             "proposal": {
                 **opened,
-                "point_in_time": proposal.point_in_time.isoformat(),
+                "point_in_time": rfc3339(proposal.point_in_time),
                 "clone_name": proposal.clone_name,
                 "in_window": proposal.in_window,
                 "problems": list(proposal.problems),

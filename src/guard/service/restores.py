@@ -112,11 +112,14 @@ class RestoreDesk:
         op_timeout: timedelta = DEFAULT_OP_TIMEOUT,
         pager: Pager | None = None,
         wake: Callable[[], None] = lambda: None,
+        on_end: Callable[[Restore, RestoreState], None] = lambda r, state: None,
     ) -> None:
         self.apps, self.store, self.admin, self.secrets = apps, store, admin, secrets
         self.roller, self.detector, self.validate = roller, detector, validate
         self.recovery_window, self.now, self.dry_run = recovery_window, now, dry_run
         self.settle, self.op_timeout, self.pager, self.wake = settle, op_timeout, pager, wake
+        #: Told when a restore reaches a final state (metrics).
+        self.on_end = on_end
         #: Set when the guard stops acting: no new step starts.
         self.stopping = False
 
@@ -317,15 +320,15 @@ class RestoreDesk:
         votes = await self._db(self.store.restore_votes, r.id)
         t = tally(votes, r.required_approvals)
         if t.rejected_by is not None:
-            await self._db(
-                self.store.restore_transition, r.id, [RestoreState.PROPOSED],
+            await self._move(
+                r, [RestoreState.PROPOSED],
                 RestoreState.REJECTED, at=at, actor=t.rejected_by,
                 detail={"reason": reason}, outcome={"rejected_by": t.rejected_by,
                                                     "reason": reason},
             )  # fmt: skip
         elif t.enough:
-            moved = await self._db(
-                self.store.restore_transition, r.id, [RestoreState.PROPOSED],
+            moved = await self._move(
+                r, [RestoreState.PROPOSED],
                 RestoreState.APPROVED, at=at, actor=approver,
                 detail={"approvers": list(t.approvers)},
             )  # fmt: skip
@@ -360,14 +363,14 @@ class RestoreDesk:
         changed = await self._changed_since_plan(r)
         if changed:
             summary = "the world changed since the plan: " + "; ".join(changed)
-            await self._db(
-                self.store.restore_transition, r.id, [RestoreState.APPROVED],
+            await self._move(
+                r, [RestoreState.APPROVED],
                 RestoreState.FAILED, at=self.now(), actor="guard", detail={"summary": summary},
                 outcome={"summary": summary + ". Nothing was written; propose again."},
             )  # fmt: skip
             return
-        moved = await self._db(
-            self.store.restore_transition, r.id, [RestoreState.APPROVED], RestoreState.RUNNING,
+        moved = await self._move(
+            r, [RestoreState.APPROVED], RestoreState.RUNNING,
             at=self.now(), actor="guard", detail={"dry_run": self._dry(r)},
         )  # fmt: skip
         if not moved:
@@ -376,8 +379,8 @@ class RestoreDesk:
             self.store.restores, r.app, states=[RestoreState.PROPOSED, RestoreState.APPROVED]
         )
         for other in others:
-            await self._db(
-                self.store.restore_transition, other.id,
+            await self._move(
+                other,
                 [RestoreState.PROPOSED, RestoreState.APPROVED], RestoreState.SUPERSEDED,
                 at=self.now(), actor="guard", detail={"by": r.id},
                 outcome={"superseded_by": r.id},
@@ -648,8 +651,8 @@ class RestoreDesk:
         else:
             outcome = {"steps": len(done), "dry_run": self._dry(r)}
             to, summary = RestoreState.SUCCEEDED, _success(r)
-        moved = await self._db(
-            self.store.restore_transition, r.id, [RestoreState.RUNNING], to, at=at,
+        moved = await self._move(
+            r, [RestoreState.RUNNING], to, at=at,
             actor="guard", detail={"summary": summary}, outcome={**outcome, "summary": summary},
         )  # fmt: skip
         if not moved or r.incident_id is None:
@@ -677,10 +680,24 @@ class RestoreDesk:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    async def _move(
+        self, r: Restore, from_states: Sequence[RestoreState], to: RestoreState, *,
+        at: datetime, actor: str, detail: Mapping[str, Any] | None = None,
+        outcome: Mapping[str, Any] | None = None,
+    ) -> bool:  # fmt: skip
+        """Move `r` to `to` if it is in one of `from_states` (audited); True if it moved."""
+        moved: bool = await self._db(
+            self.store.restore_transition, r.id, from_states, to, at=at, actor=actor,
+            detail=detail, outcome=outcome,
+        )  # fmt: skip
+        if moved and to in FINAL:
+            self.on_end(r, to)
+        return moved
+
     async def _expire_if_due(self, r: Restore) -> Restore:
         if r.state is RestoreState.PROPOSED and self.now() >= r.expires_at:
-            await self._db(
-                self.store.restore_transition, r.id, [RestoreState.PROPOSED],
+            await self._move(
+                r, [RestoreState.PROPOSED],
                 RestoreState.EXPIRED, at=self.now(), actor="guard",
                 detail={"expires_at": r.expires_at.isoformat()},
             )  # fmt: skip

@@ -90,7 +90,7 @@ async def serve(config: GuardConfig, rules: dict[str, GuardRule]) -> int:
     )
     runtime.leader_info = leadership.describe
     recorder.set_leader(False)
-    scheduler = _scheduler(config, runtime)
+    jobs = scheduler(config, runtime)
     api = ApiServer(
         uvicorn.Config(
             create_app(
@@ -118,12 +118,12 @@ async def serve(config: GuardConfig, rules: dict[str, GuardRule]) -> int:
         log.info("API listening on http://%s:%d (replica %s)", config.api.host, config.api.port,
                  replica)  # fmt: skip
         await leadership.start()
-        scheduler.start()
+        jobs.start()
         await stop.wait()
         log.info("stopping: finishing the action in flight (grace %.0fs)",
                  config.shutdown_grace_seconds)  # fmt: skip
     finally:
-        scheduler.shutdown(wait=False)
+        jobs.shutdown(wait=False)
         if not await runtime.stop_acting(config.shutdown_grace_seconds):
             log.warning("an action was still running at the end of the grace period; its "
                         "intent stays open and is reconciled at the next start")  # fmt: skip
@@ -147,15 +147,16 @@ class ApiServer(uvicorn.Server):
         yield
 
 
-def _scheduler(config: GuardConfig, runtime: Runtime) -> AsyncIOScheduler:
-    scheduler = AsyncIOScheduler(timezone=UTC)
+def scheduler(config: GuardConfig, runtime: Runtime) -> AsyncIOScheduler:
+    """The wall-clock cycles (poll, metrics, evaluate) of `runtime`, not yet started."""
+    jobs_scheduler = AsyncIOScheduler(timezone=UTC)
     jobs: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
         ("poll", config.poll_interval_seconds, _when_acting(runtime, runtime.poll)),
         ("metrics", config.metrics_interval_seconds, runtime.read_metrics),
         ("evaluate", config.evaluate_interval_seconds, runtime.evaluate),
     ]
     for job_id, every, fn in jobs:
-        scheduler.add_job(
+        jobs_scheduler.add_job(
             _logged(job_id, fn, runtime.recorder),
             "interval",
             seconds=every,
@@ -171,8 +172,8 @@ def _scheduler(config: GuardConfig, runtime: Runtime) -> AsyncIOScheduler:
             late = (datetime.now(UTC) - event.scheduled_run_times[-1]).total_seconds()
             runtime.lag[event.job_id] = max(late, 0.0)
 
-    scheduler.add_listener(lag, EVENT_JOB_SUBMITTED)
-    return scheduler
+    jobs_scheduler.add_listener(lag, EVENT_JOB_SUBMITTED)
+    return jobs_scheduler
 
 
 def _when_acting(runtime: Runtime, fn: Callable[[], Awaitable[None]]) -> Callable[[], Any]:

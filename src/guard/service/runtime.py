@@ -139,6 +139,7 @@ class Runtime:
             settle=timedelta(seconds=config.settle_seconds),
             pager=self.pager,
             wake=self._wake,
+            on_end=lambda r, state: recorder.restore_ended(r.app, r.kind.value, state.value),
         )
         self.responder.restores = self.restores
         self.control = Control(self)
@@ -217,8 +218,12 @@ class Runtime:
 
     # -- leadership ---------------------------------------------------------------------------
 
-    async def start_acting(self) -> None:
-        """Become the acting guard: stream logs, re-read Cloud Run, finish a crash's work."""
+    async def start_acting(self, *, loops: bool = True) -> None:
+        """Become the acting guard: stream logs, re-read Cloud Run, finish a crash's work.
+
+        `loops=False` leaves responding and paging to the caller (`respond`,
+        `deliver_pages`), as `guard simulate` does on its virtual clock.
+        """
         if self.acting:
             return
         self.source = LogSource(
@@ -238,8 +243,9 @@ class Runtime:
         self.acting, self.responder.stopping, self.restores.stopping = True, False, False
         log.info("acting: watching %d app(s); %d open incident(s) resumed",
                  len(self.watched), resumed)  # fmt: skip
-        self._responding = asyncio.create_task(self._respond_loop(), name="responder")
-        self._paging = asyncio.create_task(self._page_loop(), name="pager")
+        if loops:
+            self._responding = asyncio.create_task(self._respond_loop(), name="responder")
+            self._paging = asyncio.create_task(self._page_loop(), name="pager")
 
     async def stop_acting(self, grace: float = 0.0) -> bool:
         """Stop acting (leadership lost, or shutting down): no new work starts; a response
