@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint lock clean
+.PHONY: install system-deps demo test lint lock clean bench
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Deploy Guard needs Python 3.11; set PYTHON=python3.11")'
@@ -27,6 +27,9 @@ demo: $(STAMP)
 
 test: install
 	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
 
 lint: install
 	$(BIN)/ruff format --check src tests bench tools

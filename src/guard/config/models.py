@@ -322,6 +322,13 @@ class GuardConfig(BaseSettings):
         default=60.0,
         description="How often Cloud Monitoring is read; its points are 60 s apart anyway.",
     )
+    metrics_phase_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Read Cloud Monitoring this many seconds past each multiple of the "
+        "interval (UTC): its per-minute points turn visible on the minute, so a read just "
+        "after sees each as soon as it exists instead of up to an interval later.",
+    )
     evaluate_interval_seconds: Seconds = Field(
         default=1.0, description="How often the rules judge what arrived; logs arrive live."
     )

@@ -174,7 +174,8 @@ class Play:
             second = round(self.engine.t)
             if second % max(1, round(c.poll_interval_seconds)) == 0:
                 await rt.poll()
-            if second % max(1, round(c.metrics_interval_seconds)) == 0:
+            every = max(1, round(c.metrics_interval_seconds))
+            if (second - round(c.metrics_phase_seconds)) % every == 0:  # as `guard run` reads
                 await rt.read_metrics()
             await rt.evaluate()
             await rt.respond()

@@ -155,11 +155,15 @@ def scheduler(config: GuardConfig, runtime: Runtime) -> AsyncIOScheduler:
         ("metrics", config.metrics_interval_seconds, runtime.read_metrics),
         ("evaluate", config.evaluate_interval_seconds, runtime.evaluate),
     ]
+    phases = {"metrics": config.metrics_phase_seconds}
+    now = datetime.now(UTC)
     for job_id, every, fn in jobs:
+        phase = phases.get(job_id)
         jobs_scheduler.add_job(
             _logged(job_id, fn, runtime.recorder),
             "interval",
             seconds=every,
+            start_date=None if phase is None else aligned_start(now, every, phase),
             id=job_id,
             name=job_id,
             max_instances=1,
@@ -174,6 +178,18 @@ def scheduler(config: GuardConfig, runtime: Runtime) -> AsyncIOScheduler:
 
     jobs_scheduler.add_listener(lag, EVENT_JOB_SUBMITTED)
     return jobs_scheduler
+
+
+def aligned_start(now: datetime, every: float, phase: float) -> datetime:
+    """The first instant after `now` that is `phase` seconds (modulo `every`) past a
+    multiple of `every` since the Unix epoch: every replica's Monitoring reads land at the
+    same point of the minute, just after a new point becomes visible."""
+    period = max(every, 1e-3)
+    t = now.timestamp()
+    start = (t // period) * period + (phase % period)
+    if start <= t:
+        start += period
+    return datetime.fromtimestamp(start, UTC)
 
 
 def _when_acting(runtime: Runtime, fn: Callable[[], Awaitable[None]]) -> Callable[[], Any]:

@@ -87,6 +87,8 @@ class Runtime:
         self.recorder, self.replica, self.now, self.timer = recorder, replica, now, timer
         self.watched = build.watched_apps(config, rules)
         self.responses = build.app_responses(config)
+        # Only the REST clients report their own calls; every gRPC call is counted once, by
+        # the interceptor on its channel (adapters/grpc_observe.py).
         sql_calls = self._calls("sqladmin")
         self.detector = Detector(
             self.watched,
@@ -129,7 +131,7 @@ class Runtime:
             build.restore_apps(config),
             store=store,
             admin=CloudSqlAdmin(clients, on_call=sql_calls),
-            secrets=Secrets(clients, on_call=self._calls("secretmanager")),
+            secrets=Secrets(clients),  # gRPC: counted by the channel's interceptor
             roller=CloudRunRoller(clients, sleep=writer_sleep, op_timeout=ROLL_TIMEOUT),
             detector=self.detector,
             validate=self.responder.validate,
@@ -231,7 +233,6 @@ class Runtime:
             services_of(self.detector.apps),
             timer=self.timer,
             since=self.now() - BACKFILL,
-            on_call=self._calls("logging"),
             on_lost=self.recorder.log_entries,
         )
         await self.source.start()
