@@ -27,6 +27,7 @@ from guard.service.pager import Pager
 from ..paging.receivers import Opsgenie, PagerDuty, Receiver, Slack, Webhook
 from ..response.test_respond_scenarios import Responded
 from ..support.http import serving
+from ..support.postgres import fresh_postgres
 
 ROUTING_KEY = "R" * 32
 GENIE_KEY = "genie-key-0123456789"
@@ -37,6 +38,13 @@ SEEDED = [
     "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.sig",
     ROUTING_KEY,
 ]
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """These whole-scenario tests run on PostgreSQL only: the same path runs end to end on
+    SQLite in tests/play (`guard simulate`), and the store tests cover both backends."""
+    yield from fresh_postgres(request.getfixturevalue("pg_admin"))
 
 
 class Receivers:

@@ -4,8 +4,11 @@ PostgreSQL) and the official clients; exactly once, and nothing at all in dry ru
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from guard.adapters.clouddeploy import CloudDeploy
 from guard.adapters.cloudrun_write import CloudRunWriter
@@ -16,6 +19,14 @@ from guard.core.proposal import rfc3339
 from guard.service.responder import AppResponse, Responder
 
 from ..support.guarded import Guarded, load
+from ..support.postgres import fresh_postgres
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """These whole-scenario tests run on PostgreSQL only: the same path runs end to end on
+    SQLite in tests/play (`guard simulate`), and the store tests cover both backends."""
+    yield from fresh_postgres(request.getfixturevalue("pg_admin"))
 
 
 class Responded(Guarded):
