@@ -3,45 +3,25 @@ revision that is not Ready, verifies from traffic_statuses, and fails as results
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import pytest
-import yaml
 
 from guard.adapters.cloudrun_write import CloudRunWriter
 from guard.adapters.google_clients import GoogleClients
 from guard.core.model import ServiceRef
 from guard.sim.faults import Fault
 from guard.sim.scenario import ScenarioEngine
-from guard.sim.scenario_model import Scenario
 from guard.sim.server import FakeCloud
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..support.stepping import engine_at, stepping
+
 API = ServiceRef("delta-student-486911-n5", "europe-west1", "pegasus-api")
 OLD, NEW = "pegasus-api-00010-old", "pegasus-api-00011-new"
-
-
-def engine_at(name: str, t: float) -> ScenarioEngine:
-    spec = Scenario.model_validate(yaml.safe_load((ROOT / "scenarios" / name).read_text()))
-    engine = ScenarioEngine(spec)
-    engine.run_until(t)
-    return engine
-
-
-def stepping(engine: ScenarioEngine) -> Callable[[float], Awaitable[None]]:
-    """A sleep that moves scenario time, so the fake's operations complete as the guard waits."""
-
-    async def sleep(seconds: float) -> None:
-        engine.run_until(engine.t + max(seconds, engine.scenario.tick))
-        await asyncio.sleep(0)
-
-    return sleep
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from guard.adapters.clouddeploy import CloudDeploy
 from guard.adapters.cloudrun_write import CloudRunWriter
-from guard.adapters.cloudsql import CloudSqlReader
+from guard.adapters.cloudsql_admin import CloudSqlAdmin
 from guard.adapters.store import SqlStore
 from guard.core.model import ActionKind, ActionStatus, IncidentState
 from guard.core.proposal import rfc3339
@@ -44,7 +44,7 @@ class Responded(Guarded):
             await self.step()
 
         writer = CloudRunWriter(self.clients, sleep=sleep, poll=1.0)
-        sql = CloudSqlReader(self.clients)
+        sql = CloudSqlAdmin(self.clients)
         apps = {}
         for a in scenario.apps:
             db = a.database

@@ -1,43 +1,27 @@
 """What the restore adapters' tests share: the runbook's worst case served by the fake cloud
-to the official clients, a sleep that moves scenario time, and a record of API calls."""
+to the official clients, and a record of API calls (`stepping` is re-exported)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import pytest
-import yaml
 
 from guard.adapters.google_clients import GoogleClients
 from guard.sim.scenario import ScenarioEngine
-from guard.sim.scenario_model import Scenario
 from guard.sim.server import FakeCloud
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..support.stepping import engine_at, stepping
+
 Calls = list[tuple[str, str]]
 
 
 def worst_case_at(seconds: float) -> ScenarioEngine:
     """The runbook's worst case played to scenario second `seconds`."""
-    text = (ROOT / "scenarios" / "runbook-worst-case.yaml").read_text()
-    built = ScenarioEngine(Scenario.model_validate(yaml.safe_load(text)))
-    built.run_until(seconds)
-    return built
-
-
-def stepping(engine: ScenarioEngine) -> Callable[[float], Awaitable[None]]:
-    """A sleep that moves scenario time, so the fake's operations complete as we wait."""
-
-    async def sleep(seconds: float) -> None:
-        engine.run_until(engine.t + max(seconds, engine.scenario.tick))
-        await asyncio.sleep(0)
-
-    return sleep
+    return engine_at("runbook-worst-case.yaml", seconds)
 
 
 @pytest.fixture
@@ -58,3 +42,6 @@ async def clients(cloud: FakeCloud) -> AsyncIterator[GoogleClients]:
 def calls() -> Calls:
     """(method, code) of each call an adapter reports."""
     return []
+
+
+__all__ = ["Calls", "stepping", "worst_case_at"]

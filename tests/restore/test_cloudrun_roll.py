@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import pytest
-import yaml
 from google.cloud import run_v2
 
 from guard.adapters.cloudrun_roll import COPIED_FIELDS, CloudRunRoller, Serving
@@ -31,7 +29,6 @@ from guard.sim.traffic import image_of
 
 from .conftest import Calls, stepping, worst_case_at
 
-ROOT = Path(__file__).resolve().parents[2]
 P, R = "delta-student-486911-n5", "europe-west1"
 API = ServiceRef(P, R, "pegasus-api")
 WORKER = ServiceRef(P, R, "pegasus-worker")
@@ -123,8 +120,7 @@ def image_of_name(revision: str) -> str:
 
 
 def scenario() -> Scenario:
-    text = (ROOT / "scenarios" / "runbook-worst-case.yaml").read_text()
-    return Scenario.model_validate(yaml.safe_load(text))
+    return worst_case_at(0).scenario
 
 
 async def test_a_second_roll_with_the_same_arguments_writes_nothing(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
@@ -19,7 +18,6 @@ from guard.sim.scenario import ScenarioEngine
 
 from .conftest import Calls, stepping, worst_case_at
 
-ROOT = Path(__file__).resolve().parents[2]
 P, DB, CLONE = "delta-student-486911-n5", "pegasus-db-eu", "pegasus-db-eu-pitr"
 
 
@@ -206,3 +204,18 @@ async def test_a_transient_error_on_a_write_is_not_retried(
         await admin.clone(P, DB, CLONE, before_the_deploy(engine))
     assert err.value.code == "UNAVAILABLE"
     assert calls == [("instances.clone", "UNAVAILABLE")]
+
+
+async def test_the_recovery_window_is_read_or_none_when_unreadable(
+    engine: ScenarioEngine, admin: CloudSqlAdmin, calls: Calls
+) -> None:
+    window = await admin.recovery_window(P, DB)
+    assert window is not None
+    earliest, latest = window
+    assert (earliest, latest) == engine.world.sql.recovery_window(P, DB)
+    assert earliest < latest
+    engine.world.faults.arm(
+        Fault(api="sqladmin", method="instances.getLatestRecoveryTime", code="PERMISSION_DENIED")
+    )
+    assert await admin.recovery_window(P, DB) is None, "a proposal then says it is unknown"
+    assert calls[-1] == ("instances.getLatestRecoveryTime", "PERMISSION_DENIED")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp
 from guard.adapters.cloudrun_roll import CloudRunRoller
 from guard.adapters.cloudsql_admin import CloudSqlAdmin
 from guard.adapters.secrets import Secrets
-from guard.adapters.store import SqlStore
+from guard.adapters.store import SqlStore, Store
 from guard.cli import main
 from guard.core.model import ActionKind, ActionStatus, IncidentState, ServiceRef
 from guard.core.restore import FINAL, Decision, RestoreState
@@ -117,6 +118,14 @@ class Restoring(Responded):
         return [(w.api, w.method) for w in guard][1:]  # [0] is the revert's traffic pin
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    """SQLite, for the restore tests that are not about the backend (the two-approvals
+    test runs on PostgreSQL; tests/response/test_store_restores.py covers both)."""
+    with Store.open(f"sqlite:///{tmp_path}/guard.db") as opened:
+        yield opened
+
+
 class ApiState:
     """The narrow `GuardState` the API sees; here only restores matter."""
 
@@ -183,8 +192,6 @@ async def test_two_approvals_over_http_then_clone_secret_roll_validate_once_each
     pg_url: str,
 ) -> None:
     # On PostgreSQL, as several replicas run it; the other restore tests use SQLite.
-    from guard.adapters.store import Store
-
     with Store.open(pg_url) as store:
         await _two_approvals_then_restore(store)
 
@@ -283,37 +290,31 @@ async def _two_approvals_then_restore(store: SqlStore) -> None:
 
 
 async def test_a_rejected_or_expired_restore_never_runs_and_takes_no_more_votes(
-    tmp_path: Any,
+    store: SqlStore,
 ) -> None:
-    from guard.adapters.store import Store
-
-    store = Store.open(f"sqlite:///{tmp_path}/guard.db")
-    try:
-        async with Restoring(store, ttl=300) as r:
-            await r.restore_until(ESCALATED_BY)
-            clone_id, backup_id = escalated_restore_ids(store)
-            assert backup_id is not None
-            async with api(create_app(ApiState(store, r.desk), approvers=HASHES)) as http:
-                no = await http.post(
-                    f"/v1/restores/{clone_id}/reject", headers=bearer("bob"),
-                    json={"reason": "we ship 003_fix instead"},
-                )  # fmt: skip
-                assert no.json()["state"] == "rejected"
-                yes = await http.post(f"/v1/restores/{clone_id}/approve", headers=bearer("alice"))
-                assert yes.status_code == 409
-                assert "rejected" in yes.json()["detail"]
-                # The backup proposal was never voted on: it expires after its TTL.
-                await r.restore_until(r.engine.t + 301)
-                gone = await http.post(f"/v1/restores/{backup_id}/approve", headers=bearer("alice"))
-                assert gone.status_code == 409
-                assert "expired" in gone.json()["detail"]
-                missing = await http.post("/v1/restores/nope/approve", headers=bearer("alice"))
-                assert missing.status_code == 404
-            assert r.db_writes() == []
-            vote = next(v for v in store.restore_votes(clone_id))
-            assert (vote.approver, vote.reason) == ("bob", "we ship 003_fix instead")
-    finally:
-        store.close()
+    async with Restoring(store, ttl=300) as r:
+        await r.restore_until(ESCALATED_BY)
+        clone_id, backup_id = escalated_restore_ids(store)
+        assert backup_id is not None
+        async with api(create_app(ApiState(store, r.desk), approvers=HASHES)) as http:
+            no = await http.post(
+                f"/v1/restores/{clone_id}/reject", headers=bearer("bob"),
+                json={"reason": "we ship 003_fix instead"},
+            )  # fmt: skip
+            assert no.json()["state"] == "rejected"
+            yes = await http.post(f"/v1/restores/{clone_id}/approve", headers=bearer("alice"))
+            assert yes.status_code == 409
+            assert "rejected" in yes.json()["detail"]
+            # The backup proposal was never voted on: it expires after its TTL.
+            await r.restore_until(r.engine.t + 301)
+            gone = await http.post(f"/v1/restores/{backup_id}/approve", headers=bearer("alice"))
+            assert gone.status_code == 409
+            assert "expired" in gone.json()["detail"]
+            missing = await http.post("/v1/restores/nope/approve", headers=bearer("alice"))
+            assert missing.status_code == 404
+        assert r.db_writes() == []
+        vote = next(v for v in store.restore_votes(clone_id))
+        assert (vote.approver, vote.reason) == ("bob", "we ship 003_fix instead")
 
 
 class Crash(BaseException):
@@ -321,10 +322,8 @@ class Crash(BaseException):
 
 
 async def test_a_guard_killed_at_every_point_of_the_restore_resumes_and_writes_once(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    monkeypatch: pytest.MonkeyPatch, store: SqlStore
 ) -> None:
-    from guard.adapters.store import Store
-
     seen: list[str] = []
 
     def die_once(point: str) -> None:
@@ -333,115 +332,93 @@ async def test_a_guard_killed_at_every_point_of_the_restore_resumes_and_writes_o
             raise Crash(point)
 
     monkeypatch.setattr(crashpoints, "reached", die_once)
-    store = Store.open(f"sqlite:///{tmp_path}/guard.db")
-    try:
-        async with Restoring(store, required=1) as r:
-            await r.restore_until(ESCALATED_BY)
-            clone_id, _ = escalated_restore_ids(store)
-            await r.desk.vote(clone_id, "alice", Decision.APPROVE)
-            desk = r.desk
-            for _ in range(600):
-                restore = store.restore(clone_id)
-                assert restore is not None
-                if restore.state is RestoreState.SUCCEEDED:
-                    break
-                try:
-                    await r.restore_until(r.engine.t + 1, desk)
-                except Crash:
-                    desk = r.new_desk()  # a restarted guard: only the store remembers
-            final = store.restore(clone_id)
-            assert final is not None
-            assert final.state is RestoreState.SUCCEEDED
-            assert len(seen) == 3 * 7, seen  # intended, executed, finished of all 7 steps
-            assert r.db_writes() == [
-                ("sqladmin", "instances.clone"),
-                ("secretmanager", "AddSecretVersion"),
-                ("run", "UpdateService"),
-                ("run", "UpdateService"),
-            ]
-    finally:
-        store.close()
+    async with Restoring(store, required=1) as r:
+        await r.restore_until(ESCALATED_BY)
+        clone_id, _ = escalated_restore_ids(store)
+        await r.desk.vote(clone_id, "alice", Decision.APPROVE)
+        desk = r.desk
+        for _ in range(600):
+            restore = store.restore(clone_id)
+            assert restore is not None
+            if restore.state is RestoreState.SUCCEEDED:
+                break
+            try:
+                await r.restore_until(r.engine.t + 1, desk)
+            except Crash:
+                desk = r.new_desk()  # a restarted guard: only the store remembers
+        final = store.restore(clone_id)
+        assert final is not None
+        assert final.state is RestoreState.SUCCEEDED
+        assert len(seen) == 3 * 7, seen  # intended, executed, finished of all 7 steps
+        assert r.db_writes() == [
+            ("sqladmin", "instances.clone"),
+            ("secretmanager", "AddSecretVersion"),
+            ("run", "UpdateService"),
+            ("run", "UpdateService"),
+        ]
 
 
 async def test_the_destructive_in_place_backup_restore_runs_gated_the_same_way(
-    tmp_path: Any,
+    store: SqlStore,
 ) -> None:
-    from guard.adapters.store import Store
-
-    store = Store.open(f"sqlite:///{tmp_path}/guard.db")
-    try:
-        async with Restoring(store, required=1) as r:
-            await r.restore_until(ESCALATED_BY)
-            clone_id, backup_id = escalated_restore_ids(store)
-            assert backup_id is not None
-            proposed = await r.desk.show(backup_id)
-            assert proposed["destructive"] is True
-            assert proposed["plan_text"][0].startswith("DESTRUCTIVE: restore backup run")
-            await r.desk.vote(backup_id, "alice", Decision.APPROVE)
-            await r.restore_until_final(backup_id)
-            done = store.restore(backup_id)
-            assert done is not None
-            assert done.state is RestoreState.SUCCEEDED, done.outcome
-            assert r.db_writes() == [
-                ("sqladmin", "instances.restoreBackup"),
-                ("run", "UpdateService"),
-                ("run", "UpdateService"),
-            ], "in place: same instance, same secret; the services are rolled to reconnect"
-            clone = store.restore(clone_id)
-            assert clone is not None
-            assert clone.state is RestoreState.SUPERSEDED, "one restore per app"
-    finally:
-        store.close()
+    async with Restoring(store, required=1) as r:
+        await r.restore_until(ESCALATED_BY)
+        clone_id, backup_id = escalated_restore_ids(store)
+        assert backup_id is not None
+        proposed = await r.desk.show(backup_id)
+        assert proposed["destructive"] is True
+        assert proposed["plan_text"][0].startswith("DESTRUCTIVE: restore backup run")
+        await r.desk.vote(backup_id, "alice", Decision.APPROVE)
+        await r.restore_until_final(backup_id)
+        done = store.restore(backup_id)
+        assert done is not None
+        assert done.state is RestoreState.SUCCEEDED, done.outcome
+        assert r.db_writes() == [
+            ("sqladmin", "instances.restoreBackup"),
+            ("run", "UpdateService"),
+            ("run", "UpdateService"),
+        ], "in place: same instance, same secret; the services are rolled to reconnect"
+        clone = store.restore(clone_id)
+        assert clone is not None
+        assert clone.state is RestoreState.SUPERSEDED, "one restore per app"
 
 
-async def test_a_dry_run_restore_walks_every_step_and_writes_nothing(tmp_path: Any) -> None:
-    from guard.adapters.store import Store
-
-    store = Store.open(f"sqlite:///{tmp_path}/guard.db")
-    try:
-        async with Restoring(store, required=1) as r:
-            await r.restore_until(ESCALATED_BY)
-            clone_id, _ = escalated_restore_ids(store)
-            r.desk.dry_run = True
-            await r.desk.vote(clone_id, "alice", Decision.APPROVE)
-            await r.restore_until_final(clone_id)
-            done = store.restore(clone_id)
-            assert done is not None
-            assert done.state is RestoreState.SUCCEEDED
-            assert (done.outcome or {}).get("dry_run") is True
-            assert r.db_writes() == []
-            steps = in_plan_order(done, store.restore_steps(clone_id))
-            assert [s.status for s in steps[:-1]] == [ActionStatus.SKIPPED] * 6
-            assert (steps[0].outcome or {})["would"].startswith("clone pegasus-db-eu to ")
-            [incident] = store.incidents()
-            assert incident.state is IncidentState.ESCALATED, "a dry run ends nothing"
-    finally:
-        store.close()
+async def test_a_dry_run_restore_walks_every_step_and_writes_nothing(store: SqlStore) -> None:
+    async with Restoring(store, required=1) as r:
+        await r.restore_until(ESCALATED_BY)
+        clone_id, _ = escalated_restore_ids(store)
+        r.desk.dry_run = True
+        await r.desk.vote(clone_id, "alice", Decision.APPROVE)
+        await r.restore_until_final(clone_id)
+        done = store.restore(clone_id)
+        assert done is not None
+        assert done.state is RestoreState.SUCCEEDED
+        assert (done.outcome or {}).get("dry_run") is True
+        assert r.db_writes() == []
+        steps = in_plan_order(done, store.restore_steps(clone_id))
+        assert [s.status for s in steps[:-1]] == [ActionStatus.SKIPPED] * 6
+        assert (steps[0].outcome or {})["would"].startswith("clone pegasus-db-eu to ")
+        [incident] = store.incidents()
+        assert incident.state is IncidentState.ESCALATED, "a dry run ends nothing"
 
 
-async def test_a_human_moving_traffic_after_the_plan_stops_the_roll(tmp_path: Any) -> None:
-    from guard.adapters.store import Store
-
-    store = Store.open(f"sqlite:///{tmp_path}/guard.db")
-    try:
-        async with Restoring(store, required=1) as r:
-            await r.restore_until(ESCALATED_BY)
-            clone_id, _ = escalated_restore_ids(store)
-            world = r.engine.world
-            # A human splits pegasus-api's traffic after the plan was made.
-            api_ref = ServiceRef("delta-student-486911-n5", "europe-west1", "pegasus-api")
-            world.run.set_traffic(
-                api_ref.resource_name, {"pegasus-api-00041-vum": 50, "pegasus-api-00042-zed": 50},
-                actor="human", immediate=True,
-            )  # fmt: skip
-            await r.desk.vote(clone_id, "alice", Decision.APPROVE)
-            await r.restore_until_final(clone_id)
-            done = store.restore(clone_id)
-            assert done is not None
-            assert done.state is RestoreState.FAILED
-            assert "changed since the plan" in str(done.outcome)
-            assert r.db_writes() == [], "checked before the first write: nothing was touched"
-            split = world.run.serving_split("pegasus-api")
-            assert split == {"pegasus-api-00041-vum": 50, "pegasus-api-00042-zed": 50}
-    finally:
-        store.close()
+async def test_a_human_moving_traffic_after_the_plan_stops_the_roll(store: SqlStore) -> None:
+    async with Restoring(store, required=1) as r:
+        await r.restore_until(ESCALATED_BY)
+        clone_id, _ = escalated_restore_ids(store)
+        world = r.engine.world
+        # A human splits pegasus-api's traffic after the plan was made.
+        api_ref = ServiceRef("delta-student-486911-n5", "europe-west1", "pegasus-api")
+        world.run.set_traffic(
+            api_ref.resource_name, {"pegasus-api-00041-vum": 50, "pegasus-api-00042-zed": 50},
+            actor="human", immediate=True,
+        )  # fmt: skip
+        await r.desk.vote(clone_id, "alice", Decision.APPROVE)
+        await r.restore_until_final(clone_id)
+        done = store.restore(clone_id)
+        assert done is not None
+        assert done.state is RestoreState.FAILED
+        assert "changed since the plan" in str(done.outcome)
+        assert r.db_writes() == [], "checked before the first write: nothing was touched"
+        split = world.run.serving_split("pegasus-api")
+        assert split == {"pegasus-api-00041-vum": 50, "pegasus-api-00042-zed": 50}

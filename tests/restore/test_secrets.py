@@ -6,31 +6,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import pytest
-import yaml
 
 from guard.adapters.google_clients import GoogleClients
 from guard.adapters.secrets import SecretCallError, Secrets, crc32c
 from guard.sim.faults import Fault
 from guard.sim.protoutil import project_number
 from guard.sim.scenario import ScenarioEngine
-from guard.sim.scenario_model import Scenario
 from guard.sim.server import FakeCloud
 
-from .conftest import Calls
+from .conftest import Calls, worst_case_at
 
-ROOT = Path(__file__).resolve().parents[2]
 P, SECRET, DB = "delta-student-486911-n5", "pegasus-db-url", "pegasus-db-eu"
 
 
 @pytest.fixture
 def engine() -> ScenarioEngine:
-    text = (ROOT / "scenarios" / "runbook-worst-case.yaml").read_text()
-    return ScenarioEngine(Scenario.model_validate(yaml.safe_load(text)))
+    return worst_case_at(0)
 
 
 @pytest.fixture

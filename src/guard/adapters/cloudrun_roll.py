@@ -37,9 +37,16 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from guard.adapters.cloudrun import code_of, readiness_of
-from guard.adapters.cloudrun_write import REVISION, CloudRunWriter, only_to, spec_holds, split_of
-from guard.core.model import Readiness, ServiceRef
+from guard.adapters.cloudrun import code_of
+from guard.adapters.cloudrun_write import (
+    REVISION,
+    CloudRunWriter,
+    only_to,
+    refusal,
+    spec_holds,
+    split_of,
+)
+from guard.core.model import ServiceRef
 
 #: Shared names never copied from the base revision: the service template's own metadata,
 #: the revision's name, and what is output-only on a Revision.
@@ -233,10 +240,10 @@ class CloudRunRoller(CloudRunWriter):
                 )
                 return result(False, "FAILED_PRECONDITION", message, before=before, after=before)
             base = await self._get_revision(service, base_revision)
-            refusal = _refusal(base_revision, base)
-            if refusal is not None:
-                return result(False, *refusal, before=before, after=before)
-            assert base is not None  # _refusal says so
+            refused = refusal(base, f"base revision {base_revision}", "not rolling")
+            if refused is not None:
+                return result(False, *refused, before=before, after=before)
+            assert base is not None  # refusal says so
             latest = spec_holds(svc, None)
             template = rolled_template(svc.template, base, new_revision, label, secret)
             where = "LATEST (kept)" if latest else f"100% to {new_revision}"
@@ -315,28 +322,3 @@ class CloudRunRoller(CloudRunWriter):
             return client.update_service(request=request, retry=None, timeout=self.call_timeout)
 
         return await self._write_once("UpdateService", send, landed)
-
-    async def _get_revision(self, service: ServiceRef, revision: str) -> run_v2.Revision | None:
-        client = self._clients.run_revisions_async()
-        get = partial(
-            client.get_revision,
-            name=service.revision_resource(revision),
-            retry=None,
-            timeout=self.call_timeout,
-        )
-        try:
-            rev: run_v2.Revision = await self._caller.retried("GetRevision", get)
-        except exceptions.NotFound:
-            return None
-        return rev
-
-
-def _refusal(name: str, rev: run_v2.Revision | None) -> tuple[str, str] | None:
-    """Why `rev` cannot be the base of a roll, or None when it exists and is Ready."""
-    if rev is None:
-        return "NOT_FOUND", f"base revision {name} does not exist: not rolling"
-    readiness, reason, detail = readiness_of(rev)
-    if readiness != Readiness.READY:
-        why = " ".join(x for x in (reason, detail) if x)
-        return "FAILED_PRECONDITION", f"base revision {name} is {readiness}: {why}".strip(": ")
-    return None

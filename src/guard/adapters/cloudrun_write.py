@@ -148,6 +148,18 @@ def spec_holds(svc: run_v2.Service, revision: str | None) -> bool:
     return (revision is None and not svc.traffic) or only_to(svc.traffic, revision)
 
 
+def refusal(rev: run_v2.Revision | None, what: str, then: str) -> tuple[str, str] | None:
+    """Why `rev` (described as `what`) must not be used, or None when it exists and is
+    Ready: ("NOT_FOUND", ...) or ("FAILED_PRECONDITION", ...)."""
+    if rev is None:
+        return "NOT_FOUND", f"{what} does not exist: {then}"
+    readiness, reason, detail = readiness_of(rev)
+    if readiness != Readiness.READY:
+        why = " ".join(x for x in (reason, detail) if x)
+        return "FAILED_PRECONDITION", f"{what} is {readiness}: {why}".strip(": ")
+    return None
+
+
 class OperationWriter:
     """What every writer shares: the clients, call accounting and retries, and how long a
     long-running operation may take and how often it is polled (seconds)."""
@@ -249,6 +261,11 @@ class CloudRunWriter(OperationWriter):
 
     async def _refusal(self, service: ServiceRef, revision: str) -> tuple[str, str] | None:
         """Why traffic must not go to `revision`, or None when it exists and is Ready."""
+        rev = await self._get_revision(service, revision)
+        return refusal(rev, f"revision {revision}", "refusing to route to it")
+
+    async def _get_revision(self, service: ServiceRef, revision: str) -> run_v2.Revision | None:
+        """The revision, or None when it does not exist."""
         client = self._clients.run_revisions_async()
         get = partial(
             client.get_revision,
@@ -257,14 +274,10 @@ class CloudRunWriter(OperationWriter):
             timeout=self.call_timeout,
         )
         try:
-            rev = await self._caller.retried("GetRevision", get)
+            rev: run_v2.Revision = await self._caller.retried("GetRevision", get)
         except exceptions.NotFound:
-            return "NOT_FOUND", f"revision {revision} does not exist: refusing to route to it"
-        readiness, reason, detail = readiness_of(rev)
-        if readiness != Readiness.READY:
-            why = " ".join(x for x in (reason, detail) if x)
-            return "FAILED_PRECONDITION", f"revision {revision} is {readiness}: {why}".strip(": ")
-        return None
+            return None
+        return rev
 
     async def _write(self, service: ServiceRef, svc: run_v2.Service, revision: str | None) -> str:
         """The UpdateService; its operation's name, or "" when a retried call had landed."""

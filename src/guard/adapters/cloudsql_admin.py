@@ -1,4 +1,4 @@
-"""Cloud SQL Admin, write side: the point-in-time clone and the backup restore of a restore.
+"""Cloud SQL Admin: the recoverable window a restore needs, then its clone or backup restore.
 
 Restoring the database is the one step no traffic move can replace: after a bad migration the
 last good code meets the new schema. Google only restores to a point in time by cloning to a
@@ -118,6 +118,31 @@ class CloudSqlAdmin:
         self.attempts, self.backoff = max(1, attempts), backoff
 
     # -- reads ------------------------------------------------------------------------------
+
+    async def recovery_window(
+        self, project: str, instance: str
+    ) -> tuple[datetime, datetime] | None:
+        """(earliestRecoveryTime, latestRecoveryTime) of `instance`, or None if unreadable:
+        a restore proposal then says the window is unknown; this never raises into the
+        responder."""
+        request = sqladmin.SqlInstancesGetLatestRecoveryTimeRequest(
+            project=project, instance=instance
+        )
+        try:
+            got = await self._read(
+                "instances.getLatestRecoveryTime",
+                partial(
+                    self._clients.sql_instances().get_latest_recovery_time,
+                    request=request,
+                    retry=None,
+                    timeout=self.timeout,
+                ),
+            )
+        except SqlCallError:
+            return None
+        earliest: datetime = got.earliest_recovery_time
+        latest: datetime = got.latest_recovery_time
+        return earliest, latest
 
     async def instance(self, project: str, name: str) -> SqlInstance | None:
         """The instance, or None when it does not exist (404)."""

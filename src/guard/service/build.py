@@ -14,7 +14,7 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from guard.adapters.cloudsql import CloudSqlReader
+from guard.adapters.cloudsql_admin import CloudSqlAdmin
 from guard.adapters.notify.alertmanager import AlertmanagerNotifier
 from guard.adapters.notify.opsgenie import OpsgenieNotifier
 from guard.adapters.notify.pagerduty import PagerDutyNotifier
@@ -136,7 +136,7 @@ def validator(config: GuardConfig, client: httpx.AsyncClient) -> Validator:
     return validate
 
 
-def recovery_window(responses: Mapping[str, AppResponse], sql: CloudSqlReader) -> RecoveryWindow:
+def recovery_window(responses: Mapping[str, AppResponse], sql: CloudSqlAdmin) -> RecoveryWindow:
     """The app's database recoverable window, or None (no database, or unreadable)."""
 
     async def window(app: str) -> tuple[datetime, datetime] | None:

@@ -30,7 +30,6 @@ from guard.adapters.clouddeploy import CloudDeploy
 from guard.adapters.cloudrun import CloudRunReader
 from guard.adapters.cloudrun_roll import CloudRunRoller
 from guard.adapters.cloudrun_write import CloudRunWriter
-from guard.adapters.cloudsql import CloudSqlReader
 from guard.adapters.cloudsql_admin import CloudSqlAdmin
 from guard.adapters.google_clients import GoogleClients
 from guard.adapters.logsource import LogSource
@@ -89,7 +88,7 @@ class Runtime:
         self.responses = build.app_responses(config)
         # Only the REST clients report their own calls; every gRPC call is counted once, by
         # the interceptor on its channel (adapters/grpc_observe.py).
-        sql_calls = self._calls("sqladmin")
+        sql = CloudSqlAdmin(clients, on_call=self._calls("sqladmin"))
         self.detector = Detector(
             self.watched,
             reader=CloudRunReader(clients, now=now),
@@ -118,9 +117,7 @@ class Runtime:
             writer=self.writer,
             pipelines=self.pipelines,
             validate=build.validator(config, http),
-            recovery_window=build.recovery_window(
-                self.responses, CloudSqlReader(clients, on_call=sql_calls)
-            ),
+            recovery_window=build.recovery_window(self.responses, sql),
             now=now,
             dry_run=config.dry_run,
             settle=timedelta(seconds=config.settle_seconds),
@@ -130,7 +127,7 @@ class Runtime:
         self.restores = RestoreDesk(
             build.restore_apps(config),
             store=store,
-            admin=CloudSqlAdmin(clients, on_call=sql_calls),
+            admin=sql,
             secrets=Secrets(clients),  # gRPC: counted by the channel's interceptor
             roller=CloudRunRoller(clients, sleep=writer_sleep, op_timeout=ROLL_TIMEOUT),
             detector=self.detector,
